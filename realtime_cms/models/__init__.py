@@ -1,4 +1,31 @@
 """SQLAlchemy models, one module per seed area; importing this package registers every table."""
 
-from realtime_cms.models import auth as auth
-from realtime_cms.models.base import Base as Base
+from realtime_cms.models import (
+    analytics,
+    auth,
+    clients,
+    content,
+    misc,
+    notifications,
+    realtime,
+    sites,
+    versions,
+    workers,
+    workflows,
+)
+from realtime_cms.models.base import Base
+
+__all__ = [
+    "Base",
+    "analytics",
+    "auth",
+    "clients",
+    "content",
+    "misc",
+    "notifications",
+    "realtime",
+    "sites",
+    "versions",
+    "workers",
+    "workflows",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -76,14 +76,26 @@ def enum(*values: str, name: str) -> sa.Enum:
     return sa.Enum(*values, name=name, native_enum=True, create_constraint=True, length=None)
 
 
-def created_at_column(nullable: bool = True) -> Mapped[datetime | None]:
+@overload
+def created_at_column() -> Mapped[datetime | None]: ...
+@overload
+def created_at_column(nullable: Literal[True]) -> Mapped[datetime | None]: ...
+@overload
+def created_at_column(nullable: Literal[False]) -> Mapped[datetime]: ...
+def created_at_column(nullable: bool = True) -> Mapped[Any]:
     """`created_at DATETIME DEFAULT CURRENT_TIMESTAMP`, set by Python and the server alike."""
     return mapped_column(
         UTCDateTime(), nullable=nullable, default=utcnow, server_default=sa.func.current_timestamp()
     )
 
 
-def updated_at_column(nullable: bool = True) -> Mapped[datetime | None]:
+@overload
+def updated_at_column() -> Mapped[datetime | None]: ...
+@overload
+def updated_at_column(nullable: Literal[True]) -> Mapped[datetime | None]: ...
+@overload
+def updated_at_column(nullable: Literal[False]) -> Mapped[datetime]: ...
+def updated_at_column(nullable: bool = True) -> Mapped[Any]:
     """`updated_at ... ON UPDATE CURRENT_TIMESTAMP`, maintained by SQLAlchemy on every update."""
     return mapped_column(
         UTCDateTime(),

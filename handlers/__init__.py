@@ -1,0 +1,1 @@
+"""Transport layer: aiohttp routes, Socket.IO namespaces and raw WebSockets over the services."""

@@ -1,0 +1,211 @@
+"""REST plumbing: route declarations, input validation, the edge transaction, JSON envelopes.
+
+Handler modules declare endpoints on a `Routes` table (like aiohttp's RouteTableDef) with
+what OpenAPI and the gatekeeping need to know: permission, body and response models, and
+the collection's `Listing`. `Api.register` installs one wrapper per endpoint that
+authenticates, authorizes, validates the query and body, opens the transaction, and
+renders `{"data": ..., "meta": ...}`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.auth_context import check_csrf, principal_for
+from realtime_cms import keys
+from realtime_cms.db import transaction
+from realtime_cms.errors import Invalid, NotFound, Unauthorized, Unprocessable, UnsupportedMediaType
+from realtime_cms.listing import Listing, ListQuery, Page, parse_listing
+from realtime_cms.principal import Principal
+from realtime_cms.rbac.authorize import authorize
+
+Handler = Callable[["Call"], Awaitable[Any]]
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything a handler gets: the validated inputs, the principal and the DB session."""
+
+    request: web.Request
+    principal: Principal
+    db: AsyncSession
+    body: Any = None
+    query: ListQuery | None = None
+    params: Any = None
+    after: list[Callable[[web.StreamResponse], None]] = field(default_factory=list)
+
+    @property
+    def app(self) -> web.Application:
+        return self.request.app
+
+    def path_int(self, name: str) -> int:
+        """A numeric path segment (routes constrain it to digits)."""
+        raw = self.request.match_info[name]
+        value = int(raw)
+        if value > 2**63 - 1:
+            raise NotFound(f"No such {name.removesuffix('_id')}")
+        return value
+
+    def path_str(self, name: str) -> str:
+        return self.request.match_info[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One REST operation and everything needed to gate, validate and document it."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    permission: str | None = None
+    public: bool = False
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    listing: Listing | None = None
+    query: type[BaseModel] | None = None
+    status: int = 200
+    description: str = ""
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+class Routes:
+    """A table of endpoints declared with decorators in one handler module."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.endpoints: list[Endpoint] = []
+
+    def route(self, method: str, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        def decorate(handler: Handler) -> Handler:
+            description = (handler.__doc__ or "").strip()
+            options.setdefault("tag", self.tag)
+            self.endpoints.append(
+                Endpoint(method, path, handler, summary, description=description, **options)
+            )
+            return handler
+
+        return decorate
+
+    def get(self, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, summary, **options)
+
+    def post(self, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, summary, **options)
+
+    def patch(self, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, summary, **options)
+
+    def put(self, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, summary, **options)
+
+    def delete(self, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, summary, **options)
+
+
+class Api:
+    """Every endpoint of the REST API, installed on an aiohttp application."""
+
+    def __init__(self, *tables: Routes) -> None:
+        self.endpoints = [endpoint for table in tables for endpoint in table.endpoints]
+
+    def register(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, _wrap(endpoint))
+        app[keys.API] = self
+
+
+def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def view(request: web.Request) -> web.StreamResponse:
+        principal = await principal_for(request)
+        if not endpoint.public:
+            if not principal.is_authenticated:
+                raise Unauthorized("Sign in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
+            check_csrf(request)
+            if endpoint.permission:
+                authorize(principal, endpoint.permission)
+        listing, params = _parse_query(endpoint, request)
+        body = await _parse_body(endpoint, request)
+        async with transaction(request.app[keys.SESSIONS]) as db:
+            call = Call(request, principal, db, body=body, query=listing, params=params)
+            result = await endpoint.handler(call)
+            response = _render(endpoint, result)
+        for hook in call.after:
+            hook(response)
+        return response
+
+    view.__name__ = endpoint.operation_id
+    return view
+
+
+def _parse_query(endpoint: Endpoint, request: web.Request) -> tuple[ListQuery | None, Any]:
+    items = list(request.query.items())
+    if endpoint.listing is not None:
+        return parse_listing(endpoint.listing, items), None
+    if endpoint.query is not None:
+        names = [name for name, _ in items]
+        if len(names) != len(set(names)):
+            raise Invalid("A query parameter was given more than once", code="invalid_query")
+        return None, _validate(endpoint.query, dict(items), "query")
+    if items:
+        raise Invalid(f"Unknown query parameter {items[0][0]!r}", code="invalid_query")
+    return None, None
+
+
+async def _parse_body(endpoint: Endpoint, request: web.Request) -> Any:
+    raw = await request.read() if request.can_read_body else b""
+    if endpoint.body is None:
+        if raw.strip():
+            raise Invalid("This endpoint takes no request body", code="unexpected_body")
+        return None
+    if request.method in _BODY_METHODS and request.content_type != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json")
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"Malformed JSON body: {exc}", code="invalid_json") from exc
+    return _validate(endpoint.body, data, "body")
+
+
+def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = [
+            {"loc": [where, *map(str, err["loc"])], "message": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False)
+        ]
+        raise Unprocessable(f"The {where} did not validate", errors=errors) from exc
+
+
+def _dump(model: type[BaseModel] | None, item: Any) -> Any:
+    if model is None:
+        return item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+    return model.model_validate(item, from_attributes=True).model_dump(mode="json")
+
+
+def _render(endpoint: Endpoint, result: Any) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, Page):
+        payload: dict[str, Any] = {
+            "data": [_dump(endpoint.response, item) for item in result.items],
+            "meta": {"total": result.total, "limit": result.limit, "offset": result.offset},
+        }
+    else:
+        payload = {"data": _dump(endpoint.response, result)}
+    return web.json_response(payload, status=endpoint.status)

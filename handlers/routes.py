@@ -1,0 +1,21 @@
+"""Every route of the server, installed in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from handlers import audit, health, openapi, roles, sites
+from handlers.api import Api
+
+# Handler modules declaring REST endpoints; their order is the order of the OpenAPI document.
+ROUTE_TABLES = (roles, sites, audit)
+
+
+def build_api() -> Api:
+    return Api(*(module.routes for module in ROUTE_TABLES))
+
+
+def setup(app: web.Application) -> None:
+    health.setup(app)
+    build_api().register(app)
+    openapi.setup(app)

@@ -1,0 +1,72 @@
+"""`create_app(settings)`: builds the aiohttp application; the only core module importing handlers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+from redis.asyncio import Redis
+
+from handlers import routes
+from handlers.middlewares import error_middleware, request_id_middleware, security_headers_middleware
+from realtime_cms import keys
+from realtime_cms.config import Settings
+from realtime_cms.db import create_engine, session_factory
+from realtime_cms.mail import LogMailSender
+from realtime_cms.ratelimit import MemoryRateLimiter, RedisRateLimiter
+from realtime_cms.security.passwords import Passwords
+
+log = logging.getLogger(__name__)
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    engine = create_engine(settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size)
+    app[keys.ENGINE] = engine
+    app[keys.SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def _redis(app: web.Application) -> AsyncIterator[None]:
+    url = app[keys.SETTINGS].redis_url
+    client: Redis | None = Redis.from_url(url) if url else None
+    app[keys.REDIS] = client
+    app[keys.RATE_LIMITER] = RedisRateLimiter(client, app[keys.SETTINGS].redis_prefix + "rl:") if client else MemoryRateLimiter()
+    yield
+    if client is not None:
+        await client.aclose()
+
+
+async def _socketio(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[keys.SIO].shutdown()
+
+
+def _socket_server(settings: Settings) -> socketio.AsyncServer:
+    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    return socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=list(settings.allowed_origins),
+        max_http_buffer_size=settings.max_body_bytes,
+    )
+
+
+def create_app(settings: Settings) -> web.Application:
+    """A ready-to-run application for `settings`; no I/O happens until it starts."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[request_id_middleware, security_headers_middleware, error_middleware],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.PASSWORDS] = Passwords(settings)
+    app[keys.MAILER] = LogMailSender()
+    sio = _socket_server(settings)
+    sio.attach(app)
+    app[keys.SIO] = sio
+    routes.setup(app)
+    app.cleanup_ctx.extend([_database, _redis, _socketio])
+    return app

@@ -1,0 +1,164 @@
+"""The `realtime-cms` command: serve, migrate, create-user, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import secrets
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from realtime_cms import migrate
+from realtime_cms.config import Settings
+from realtime_cms.db import create_engine, session_factory, transaction
+from realtime_cms.demo import DemoLogin, load_demo, read_logins, save_logins
+from realtime_cms.logconfig import configure_logging
+from realtime_cms.security.passwords import Passwords
+
+log = logging.getLogger("realtime_cms")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        messages = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
+        sys.exit(f"realtime-cms: configuration refused: {messages}")
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from realtime_cms.app import create_app
+
+    settings = _settings()
+    if settings.is_embedded:
+        migrate.upgrade(settings.database_url)
+    host, port = args.host or settings.host, args.port if args.port is not None else settings.port
+    log.info("realtime_cms listening on http://%s:%s (database %s)", host, port, settings.database_url.split("://")[0])
+    web.run_app(create_app(settings), host=host, port=port, loop=_new_loop(), print=None, access_log=None)
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    if args.downgrade:
+        migrate.downgrade(settings.database_url, args.revision or "base")
+    else:
+        migrate.upgrade(settings.database_url, args.revision or "head")
+    log.info("migrations applied")
+
+
+async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
+    from realtime_cms.models.auth import User, UserRole
+    from realtime_cms.rbac.service import role_id_by_name, seed_defaults
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as db:
+            await seed_defaults(db)
+            user = User(
+                username=args.username,
+                email=args.email,
+                password=await Passwords(settings).hash(password),
+            )
+            db.add(user)
+            await db.flush()
+            role = "admin" if args.admin else args.role
+            db.add(UserRole(user_id=user.id, role_id=await role_id_by_name(db, role)))
+    finally:
+        await engine.dispose()
+
+
+def cmd_create_user(args: argparse.Namespace) -> None:
+    settings = _settings()
+    password = args.password_stdin and sys.stdin.readline().rstrip("\n") or None
+    generated = False
+    if password is None and sys.stdin.isatty():
+        password = getpass.getpass("Password (empty to generate one): ") or None
+    if password is None:
+        password, generated = secrets.token_urlsafe(12), True
+    if len(password) < 10:
+        sys.exit("realtime-cms: the password must be at least 10 characters")
+    asyncio.run(_create_user(settings, args, password))
+    print(f"created user {args.username}" + (f" with password {password}" if generated else ""))
+
+
+def _print_logins(settings: Settings, logins: Sequence[DemoLogin]) -> None:
+    url = settings.public_url or f"http://{settings.host}:{settings.port}"
+    print(f"\n  realtime_cms demo: open {url}/\n")
+    for login in logins:
+        print(f"    {login.role:<7} username {login.username:<8} password {login.password}")
+    print()
+
+
+async def _demo(settings: Settings) -> list[DemoLogin] | None:
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as db:
+            return await load_demo(db, Passwords(settings))
+    finally:
+        await engine.dispose()
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    settings = _settings()
+    migrate.upgrade(settings.database_url)
+    logins = asyncio.run(_demo(settings))
+    if logins is not None:
+        save_logins(logins)
+        _print_logins(settings, logins)
+        return
+    saved = read_logins()
+    if saved:
+        print("demo data already loaded; the logins created then:")
+        _print_logins(settings, saved)
+    else:
+        print("demo data already loaded (its logins were printed when it was created)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="realtime-cms", description="realtime collaborative CMS server")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the web server (migrates the embedded SQLite database first)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=cmd_serve)
+    mig = sub.add_parser("migrate", help="apply database migrations (upgrade to head by default)")
+    mig.add_argument("--revision")
+    mig.add_argument("--downgrade", action="store_true", help="downgrade (to base unless --revision)")
+    mig.set_defaults(func=cmd_migrate)
+    user = sub.add_parser("create-user", help="create a user account")
+    user.add_argument("username")
+    user.add_argument("--email", required=True)
+    user.add_argument("--admin", action="store_true", help="grant the admin role")
+    user.add_argument("--role", default="viewer", choices=["admin", "editor", "author", "viewer"])
+    user.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user.set_defaults(func=cmd_create_user)
+    demo = sub.add_parser("demo", help="load demo data once and print the demo logins")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        configure_logging(settings.log_level, settings.log_format)
+    except ValidationError:
+        configure_logging()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Settings read from `RCMS_*` environment variables (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from realtime_cms.errors import ConfigurationError
+
+DEFAULT_SECRET = "insecure-embedded-default-secret-change-me"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///realtime_cms.sqlite3"
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told; defaults give the embedded single-machine mode."""
+
+    model_config = SettingsConfigDict(env_prefix="RCMS_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    # Prefix of every Redis key and channel, so installations can share one Redis.
+    redis_prefix: str = "rcms:"
+    secret_key: str = DEFAULT_SECRET
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8080", "http://localhost:8080"]
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    # Public base URL used in links sent by mail (reset, verification).
+    public_url: str = ""
+    # Bodies larger than this are refused with 413 before any handler runs.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    session_ttl_seconds: int = Field(default=12 * 3600, ge=60)
+    session_idle_seconds: int = Field(default=2 * 3600, ge=60)
+    remember_ttl_days: int = Field(default=30, ge=1)
+    reset_token_ttl_seconds: int = Field(default=3600, ge=60)
+    verify_token_ttl_seconds: int = Field(default=48 * 3600, ge=60)
+    # Attempts allowed per window, keyed per account and per client address.
+    login_rate_limit: int = Field(default=10, ge=1)
+    login_ip_rate_limit: int = Field(default=100, ge=1)
+    reset_rate_limit: int = Field(default=5, ge=1)
+    reset_ip_rate_limit: int = Field(default=30, ge=1)
+    rate_limit_window_seconds: int = Field(default=300, ge=1)
+    # Trust X-Forwarded-For from these proxy addresses only (for the client address).
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cookie_secure: bool = False
+    db_echo: bool = False
+    db_pool_size: int = Field(default=10, ge=1)
+    # OWASP argon2id parameters (m=19 MiB, t=2, p=1); raised by operators, lowered only in tests.
+    argon2_memory_kib: int = Field(default=19_456, ge=8)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _no_wildcard_origins(cls, value: list[str]) -> list[str]:
+        if not value or any(origin.strip() in ("*", "") for origin in value):
+            raise ValueError("allowed_origins must list explicit origins (never '*' or empty)")
+        return [origin.rstrip("/") for origin in value]
+
+    @model_validator(mode="after")
+    def _secret_required_outside_embedded_mode(self) -> Settings:
+        if self.secret_key == DEFAULT_SECRET and not self.is_embedded:
+            raise ConfigurationError(
+                "RCMS_SECRET_KEY must be set when not running the embedded default "
+                "(SQLite without Redis); generate one with: python -c "
+                "'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        if len(self.secret_key) < 32:
+            raise ConfigurationError("RCMS_SECRET_KEY must be at least 32 characters")
+        return self
+
+    @property
+    def is_embedded(self) -> bool:
+        """True in the single-machine default: SQLite and in-process pub/sub."""
+        return self.is_sqlite and self.redis_url is None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a file-backed SQLite URL, else None."""
+        if not self.is_sqlite:
+            return None
+        _, _, rest = self.database_url.partition(":///")
+        return Path(rest) if rest and not rest.startswith(":memory:") else None

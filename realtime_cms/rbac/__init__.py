@@ -1,0 +1,1 @@
+"""Role-based access control: the permission catalog, default roles and `authorize`."""

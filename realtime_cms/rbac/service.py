@@ -1,0 +1,192 @@
+"""Roles, permissions and grants: seeding the defaults, resolving a user's permissions, admin changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.audit import record
+from realtime_cms.errors import Conflict, Invalid, NotFound
+from realtime_cms.models.auth import Permission, Role, RolePermission, User, UserRole
+from realtime_cms.principal import Principal
+from realtime_cms.rbac.authorize import authorize
+from realtime_cms.rbac.catalog import DEFAULT_ROLES, PERMISSIONS
+
+
+async def seed_defaults(db: AsyncSession) -> None:
+    """Create missing catalog permissions and default roles (idempotent; never removes grants)."""
+    existing = {p.name: p for p in await db.scalars(sa.select(Permission))}
+    for name, description in PERMISSIONS.items():
+        if name not in existing:
+            existing[name] = Permission(name=name, description=description)
+            db.add(existing[name])
+    await db.flush()
+    roles = {r.name: r for r in await db.scalars(sa.select(Role))}
+    for role_name, (description, granted) in DEFAULT_ROLES.items():
+        if role_name in roles:
+            continue
+        role = Role(name=role_name, description=description)
+        db.add(role)
+        await db.flush()
+        for perm in sorted(granted):
+            db.add(RolePermission(role_id=role.id, permission_id=existing[perm].id))
+    await db.flush()
+
+
+async def permissions_for(db: AsyncSession, user_id: int) -> tuple[frozenset[str], frozenset[str]]:
+    """The names of a user's roles and of every permission those roles grant."""
+    role_names = await db.scalars(
+        sa.select(Role.name).join(UserRole, UserRole.role_id == Role.id).where(UserRole.user_id == user_id)
+    )
+    perm_names = await db.scalars(
+        sa.select(Permission.name)
+        .join(RolePermission, RolePermission.permission_id == Permission.id)
+        .join(UserRole, UserRole.role_id == RolePermission.role_id)
+        .where(UserRole.user_id == user_id)
+        .distinct()
+    )
+    return frozenset(role_names), frozenset(perm_names)
+
+
+async def get_role(db: AsyncSession, role_id: int) -> Role:
+    role = await db.get(Role, role_id)
+    if role is None:
+        raise NotFound("No such role")
+    return role
+
+
+async def role_permissions(db: AsyncSession, role_id: int) -> list[str]:
+    names = await db.scalars(
+        sa.select(Permission.name)
+        .join(RolePermission, RolePermission.permission_id == Permission.id)
+        .where(RolePermission.role_id == role_id)
+        .order_by(Permission.name)
+    )
+    return list(names)
+
+
+async def _permission_ids(db: AsyncSession, names: Sequence[str]) -> list[int]:
+    unknown = sorted(set(names) - set(PERMISSIONS))
+    if unknown:
+        raise Invalid(f"Unknown permissions: {', '.join(unknown)}", code="unknown_permission")
+    rows = await db.scalars(sa.select(Permission.id).where(Permission.name.in_(set(names))))
+    return list(rows)
+
+
+async def create_role(
+    db: AsyncSession, principal: Principal, *, name: str, description: str | None, permissions: Sequence[str]
+) -> Role:
+    authorize(principal, "roles.manage")
+    if await db.scalar(sa.select(Role.id).where(Role.name == name)) is not None:
+        raise Conflict(f"A role named {name!r} exists", code="role_exists")
+    role = Role(name=name, description=description)
+    db.add(role)
+    await db.flush()
+    for permission_id in await _permission_ids(db, permissions):
+        db.add(RolePermission(role_id=role.id, permission_id=permission_id))
+    await db.flush()
+    await record(db, principal, "role.create", "role", role.id, {"name": name, "permissions": sorted(permissions)})
+    return role
+
+
+async def update_role(
+    db: AsyncSession,
+    principal: Principal,
+    role_id: int,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    permissions: Sequence[str] | None = None,
+) -> Role:
+    authorize(principal, "roles.manage")
+    role = await get_role(db, role_id)
+    changes: dict[str, object] = {}
+    if name is not None and name != role.name:
+        if role.name in DEFAULT_ROLES:
+            raise Conflict("Default roles cannot be renamed", code="role_protected")
+        if await db.scalar(sa.select(Role.id).where(Role.name == name)) is not None:
+            raise Conflict(f"A role named {name!r} exists", code="role_exists")
+        changes["name"] = [role.name, name]
+        role.name = name
+    if description is not None:
+        changes["description"] = [role.description, description]
+        role.description = description
+    if permissions is not None:
+        if role.name == "admin":
+            raise Conflict("The admin role always holds every permission", code="role_protected")
+        ids = await _permission_ids(db, permissions)
+        await db.execute(sa.delete(RolePermission).where(RolePermission.role_id == role.id))
+        for permission_id in ids:
+            db.add(RolePermission(role_id=role.id, permission_id=permission_id))
+        changes["permissions"] = sorted(permissions)
+    await db.flush()
+    await record(db, principal, "role.update", "role", role.id, changes)
+    return role
+
+
+async def delete_role(db: AsyncSession, principal: Principal, role_id: int) -> None:
+    authorize(principal, "roles.manage")
+    role = await get_role(db, role_id)
+    if role.name in DEFAULT_ROLES:
+        raise Conflict("Default roles cannot be deleted", code="role_protected")
+    await db.delete(role)
+    await db.flush()
+    await record(db, principal, "role.delete", "role", role_id, {"name": role.name})
+
+
+async def user_role_names(db: AsyncSession, user_id: int) -> list[str]:
+    roles, _ = await permissions_for(db, user_id)
+    return sorted(roles)
+
+
+async def grant_role(db: AsyncSession, principal: Principal, user_id: int, role_id: int) -> None:
+    """Give a user a role (idempotent)."""
+    authorize(principal, "roles.manage")
+    if await db.get(User, user_id) is None:
+        raise NotFound("No such user")
+    role = await get_role(db, role_id)
+    if await db.get(UserRole, (user_id, role_id)) is None:
+        db.add(UserRole(user_id=user_id, role_id=role_id))
+        await db.flush()
+        await record(db, principal, "role.grant", "user", user_id, {"role": role.name})
+
+
+async def revoke_role(db: AsyncSession, principal: Principal, user_id: int, role_id: int) -> None:
+    authorize(principal, "roles.manage")
+    grant = await db.get(UserRole, (user_id, role_id))
+    if grant is None:
+        raise NotFound("The user does not hold that role")
+    role = await get_role(db, role_id)
+    if role.name == "admin" and principal.user_id == user_id:
+        raise Conflict("You cannot remove your own admin role", code="self_lockout")
+    if role.name == "admin" and await _admin_count(db) <= 1:
+        raise Conflict("The last admin cannot lose the admin role", code="last_admin")
+    await db.delete(grant)
+    await db.flush()
+    await record(db, principal, "role.revoke", "user", user_id, {"role": role.name})
+
+
+async def _admin_count(db: AsyncSession) -> int:
+    count = await db.scalar(
+        sa.select(sa.func.count())
+        .select_from(UserRole)
+        .join(Role, Role.id == UserRole.role_id)
+        .join(User, User.id == UserRole.user_id)
+        .where(Role.name == "admin", User.is_active.is_(True))
+    )
+    return int(count or 0)
+
+
+async def is_last_admin(db: AsyncSession, user_id: int) -> bool:
+    """Whether deactivating or deleting this user would leave no active admin."""
+    roles, _ = await permissions_for(db, user_id)
+    return "admin" in roles and await _admin_count(db) <= 1
+
+
+async def role_id_by_name(db: AsyncSession, name: str) -> int:
+    role_id = await db.scalar(sa.select(Role.id).where(Role.name == name))
+    if role_id is None:
+        raise NotFound(f"No role named {name!r}")
+    return int(role_id)

@@ -1,0 +1,1 @@
+"""Sites of this installation and their members."""

@@ -1,0 +1,68 @@
+"""Shared fixtures: throwaway MariaDB and Redis servers, and a live server per module and backend.
+
+`database_url` is parametrized over SQLite and MariaDB; on the MariaDB run the app also
+uses a real Redis. Missing binaries skip locally with an install hint and fail in CI.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.harness import Harness, make_settings, start_harness
+from tests.support.servers import MariaDBServer, RedisServer, require_binaries
+
+BACKENDS = ("sqlite", "mariadb")
+_db_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    require_binaries("mariadbd", "mariadb-install-db")
+    with MariaDBServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    require_binaries("redis-server")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh, empty database for one test module on the selected backend."""
+    name = f"rcms_test_{next(_db_counter)}"
+    if backend == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / f"{name}.sqlite3"
+        return f"sqlite+aiosqlite:///{path}"
+    server: MariaDBServer = request.getfixturevalue("mariadb_server")
+    return server.create_database(name)
+
+
+@pytest.fixture(scope="module")
+def redis_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """Real Redis alongside MariaDB (the scaled-out shape); none alongside SQLite (embedded)."""
+    if backend == "sqlite":
+        return None
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return server.url
+
+
+@pytest.fixture(scope="module")
+async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Harness]:
+    """A live server with one logged-in user per default role, shared by a test module."""
+    h = await start_harness(make_settings(database_url, redis_url))
+    try:
+        yield h
+    finally:
+        await h.client.close()

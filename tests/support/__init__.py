@@ -1,0 +1,1 @@
+"""Test support code: throwaway database and cache servers for the test session."""

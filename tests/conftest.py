@@ -21,14 +21,14 @@ _db_counter = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def mariadb_server() -> Iterator[MariaDBServer]:
-    require_binaries("mariadbd", "mariadb-install-db")
+    require_binaries(*MariaDBServer.BINARIES)
     with MariaDBServer() as server:
         yield server
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
-    require_binaries("redis-server")
+    require_binaries(*RedisServer.BINARIES)
     with RedisServer() as server:
         yield server
 

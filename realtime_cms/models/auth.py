@@ -23,7 +23,7 @@ class User(Base):
     password: Mapped[str] = mapped_column(sa.String(255))
     first_name: Mapped[str | None] = mapped_column(sa.String(50))
     last_name: Mapped[str | None] = mapped_column(sa.String(50))
-    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
     last_login: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()

@@ -26,10 +26,10 @@ class ContentType(Base):
     slug: Mapped[str] = mapped_column(sa.String(50), unique=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
     is_hierarchical: Mapped[bool] = mapped_column(
-        sa.Boolean, default=False, server_default=sa.false()
+        sa.Boolean, default=False, server_default="0"
     )
-    has_tags: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
-    has_categories: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    has_tags: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
+    has_categories: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
 
@@ -138,7 +138,7 @@ class CustomField(Base):
     field_label: Mapped[str] = mapped_column(sa.String(255))
     field_type: Mapped[str] = mapped_column(sa.String(50))
     options: Mapped[str | None] = mapped_column(sa.Text)
-    is_required: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    is_required: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default="0")
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
 

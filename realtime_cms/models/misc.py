@@ -107,7 +107,7 @@ class CalendarConnection(Base):
     refresh_token: Mapped[str | None] = mapped_column(sa.Text)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sync_enabled: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default=sa.false()
+        sa.Boolean, default=False, server_default="0"
     )
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime | None] = created_at_column()

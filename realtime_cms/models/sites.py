@@ -17,7 +17,7 @@ class Site(Base):
     id: Mapped[int] = mapped_column(SiteId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(sa.String(255), unique=True)
     domain: Mapped[str] = mapped_column(sa.String(255), unique=True)
-    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
 

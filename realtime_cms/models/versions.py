@@ -39,7 +39,7 @@ class Version(Base):
     created_at: Mapped[datetime | None] = created_at_column()
     notes: Mapped[str | None] = mapped_column(sa.Text)
     is_autosave: Mapped[bool] = mapped_column(
-        sa.Boolean, default=False, server_default=sa.false(), index=True
+        sa.Boolean, default=False, server_default="0", index=True
     )
     publish_date: Mapped[date | None] = mapped_column(sa.Date)
     lifecycle_status: Mapped[str | None] = mapped_column(sa.String(50))
@@ -99,7 +99,7 @@ class VersionContent(Base):
         sa.Integer, sa.ForeignKey("versions.id", ondelete="SET NULL"), index=True
     )
     is_full_content: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=True, server_default=sa.true()
+        sa.Boolean, default=True, server_default="1"
     )
 
 

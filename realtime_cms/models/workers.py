@@ -160,7 +160,7 @@ class HeartbeatAlert(Base):
     )
     next_alert_level: Mapped[int | None] = mapped_column(sa.Integer, default=1, server_default="1")
     is_suppressed: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default=sa.false()
+        sa.Boolean, default=False, server_default="0"
     )
 
 
@@ -173,7 +173,7 @@ class AlertConfiguration(Base):
     notification_channels: Mapped[list[Any]] = mapped_column(sa.JSON)
     escalation_after_minutes: Mapped[int | None] = mapped_column(sa.Integer)
     is_active: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=True, server_default=sa.true()
+        sa.Boolean, default=True, server_default="1"
     )
 
 
@@ -241,7 +241,7 @@ class ScalingRule(Base):
     action: Mapped[str] = mapped_column(enum("scale_up", "scale_down", name="scaling_rules_action"))
     worker_count: Mapped[int] = mapped_column(sa.Integer)
     is_active: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=True, server_default=sa.true()
+        sa.Boolean, default=True, server_default="1"
     )
     created_at: Mapped[datetime | None] = created_at_column()
 

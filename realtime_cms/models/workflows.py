@@ -57,7 +57,7 @@ class ScheduledContent(Base):
         sa.Integer, sa.ForeignKey("scheduled_content.id", ondelete="CASCADE")
     )
     is_recurring: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default=sa.false()
+        sa.Boolean, default=False, server_default="0"
     )
     assigned_worker_id: Mapped[str | None] = mapped_column(
         sa.String(255), sa.ForeignKey("workers.worker_id", ondelete="SET NULL"), index=True
@@ -70,7 +70,7 @@ class Workflow(Base):
     id: Mapped[int] = mapped_column(IntUnsigned, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(sa.String(255), unique=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
-    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
+    is_active: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
 
@@ -122,8 +122,8 @@ class WorkflowState(Base):
     name: Mapped[str] = mapped_column(sa.String(255), unique=True)
     label: Mapped[str] = mapped_column(sa.String(255))
     description: Mapped[str | None] = mapped_column(sa.Text)
-    is_initial: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
-    is_terminal: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default=sa.false())
+    is_initial: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default="0")
+    is_terminal: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default="0")
     # Seed: Laravel-style timestamps without a server default; the ORM fills them.
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(

@@ -1,0 +1,88 @@
+"""The migrations build the whole seed schema on SQLite and MariaDB, match the models, and undo cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from realtime_cms import migrate
+from realtime_cms.db import create_engine
+from realtime_cms.models import Base
+
+SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_57053add1885b266.txt"
+ADDED_TABLES = {"api_tokens", "email_verification_tokens", "document_updates", "document_snapshots"}
+
+
+def seed_tables() -> set[str]:
+    if not SEED.exists():
+        pytest.fail(f"the seed schema is missing: expected {SEED} (../shared beside the checkout)")
+    return set(re.findall(r"^### `([a-z_0-9]+)`", SEED.read_text(), flags=re.MULTILINE))
+
+
+def _inspect(database_url: str, probe: Any) -> Any:
+    async def run() -> Any:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(probe)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _tables(conn: sa.Connection) -> set[str]:
+    return set(sa.inspect(conn).get_table_names())
+
+
+def _drift(conn: sa.Connection) -> list[Any]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+def _recorded(conn: sa.Connection) -> list[tuple[str, int]]:
+    rows = conn.execute(sa.text("SELECT migration, batch FROM migrations ORDER BY id"))
+    return [(str(name), int(batch)) for name, batch in rows]
+
+
+@pytest.fixture(scope="module")
+def migrated_url(database_url: str) -> str:
+    migrate.upgrade(database_url)
+    return database_url
+
+
+def test_seed_lists_94_tables() -> None:
+    assert len(seed_tables()) == 94
+
+
+def test_every_seed_table_exists_after_upgrade(migrated_url: str) -> None:
+    tables = _inspect(migrated_url, _tables)
+    missing = seed_tables() - {"client_activity_logs"} - tables
+    assert not missing
+    assert ADDED_TABLES <= tables
+
+
+def test_migrated_database_matches_the_models(migrated_url: str) -> None:
+    assert _inspect(migrated_url, _drift) == []
+
+
+def test_applied_revisions_are_recorded_in_the_seed_migrations_table(migrated_url: str) -> None:
+    recorded = _inspect(migrated_url, _recorded)
+    assert [name.split("_")[0] for name, _ in recorded] == ["0001"]
+    assert recorded[0][1] == 1
+
+
+def test_downgrade_to_base_then_upgrade_again(migrated_url: str) -> None:
+    migrate.downgrade(migrated_url, "base")
+    assert _inspect(migrated_url, _tables) <= {"alembic_version"}
+    migrate.upgrade(migrated_url)
+    tables = _inspect(migrated_url, _tables)
+    assert seed_tables() - {"client_activity_logs"} <= tables
+    assert _inspect(migrated_url, _drift) == []

@@ -174,7 +174,7 @@ async def _parse_body(endpoint: Endpoint, request: web.Request) -> Any:
         raise UnsupportedMediaType("Send the body as application/json")
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Invalid(f"Malformed JSON body: {exc}", code="invalid_json") from exc
     return _validate(endpoint.body, data, "body")
 

@@ -14,8 +14,8 @@ from realtime_cms.principal import Principal, anonymous
 
 SESSION_COOKIE = "rcms_session"
 REMEMBER_COOKIE = "rcms_remember"
-_PRINCIPAL = "rcms.principal"
-_VIA_COOKIE = "rcms.via_cookie"
+_PRINCIPAL = web.RequestKey("principal", Principal)
+_VIA_COOKIE = web.RequestKey("via_cookie", bool)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -46,7 +46,7 @@ def bearer_token(request: web.Request) -> tuple[str | None, bool]:
 async def principal_for(request: web.Request) -> Principal:
     """Resolve (once per request) the principal behind the request's credentials."""
     cached = request.get(_PRINCIPAL)
-    if isinstance(cached, Principal):
+    if cached is not None:
         return cached
     ip, agent = client_ip(request), request.headers.get("User-Agent")
     token, via_cookie = bearer_token(request)

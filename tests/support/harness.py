@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from aiohttp import ClientResponse, web
+from aiohttp import ClientResponse, DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 import realtime_cms.models  # noqa: F401  (registers every table)
@@ -115,7 +115,8 @@ async def start_harness(settings: Settings) -> Harness:
     """Create the schema, start the server and log in one user per default role."""
     await create_schema(settings.database_url)
     app = create_app(settings)
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    # No cookie jar: every request carries exactly the credentials a test gives it.
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app), cookie_jar=DummyCookieJar())
     await client.start_server()
     harness = Harness(app=app, client=client)
     for role in ROLES:

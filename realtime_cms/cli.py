@@ -17,6 +17,7 @@ from realtime_cms import migrate
 from realtime_cms.config import Settings
 from realtime_cms.db import create_engine, session_factory, transaction
 from realtime_cms.demo import DemoLogin, load_demo, read_logins, save_logins
+from realtime_cms.errors import CMSError
 from realtime_cms.logconfig import configure_logging
 from realtime_cms.security.passwords import Passwords
 
@@ -46,8 +47,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if settings.is_embedded:
         migrate.upgrade(settings.database_url)
     host, port = args.host or settings.host, args.port if args.port is not None else settings.port
-    log.info("realtime_cms listening on http://%s:%s (database %s)", host, port, settings.database_url.split("://")[0])
-    web.run_app(create_app(settings), host=host, port=port, loop=_new_loop(), print=None, access_log=None)
+    log.info(
+        "realtime_cms listening on http://%s:%s (database %s)",
+        host,
+        port,
+        settings.database_url.split("://")[0],
+    )
+    web.run_app(
+        create_app(settings), host=host, port=port, loop=_new_loop(), print=None, access_log=None
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -60,37 +68,41 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 async def _create_user(settings: Settings, args: argparse.Namespace, password: str) -> None:
-    from realtime_cms.models.auth import User, UserRole
-    from realtime_cms.rbac.service import role_id_by_name, seed_defaults
+    from realtime_cms.accounts.service import create_user
+    from realtime_cms.principal import system
+    from realtime_cms.rbac.catalog import PERMISSIONS
+    from realtime_cms.rbac.service import seed_defaults
 
     engine = create_engine(settings.database_url)
     try:
         async with transaction(session_factory(engine)) as db:
             await seed_defaults(db)
-            user = User(
+            await create_user(
+                db,
+                Passwords(settings),
+                system(frozenset(PERMISSIONS)),
                 username=args.username,
                 email=args.email,
-                password=await Passwords(settings).hash(password),
+                password=password,
+                roles=["admin" if args.admin else args.role],
             )
-            db.add(user)
-            await db.flush()
-            role = "admin" if args.admin else args.role
-            db.add(UserRole(user_id=user.id, role_id=await role_id_by_name(db, role)))
     finally:
         await engine.dispose()
 
 
 def cmd_create_user(args: argparse.Namespace) -> None:
     settings = _settings()
+    migrate.upgrade(settings.database_url)
     password = args.password_stdin and sys.stdin.readline().rstrip("\n") or None
     generated = False
     if password is None and sys.stdin.isatty():
         password = getpass.getpass("Password (empty to generate one): ") or None
     if password is None:
         password, generated = secrets.token_urlsafe(12), True
-    if len(password) < 10:
-        sys.exit("realtime-cms: the password must be at least 10 characters")
-    asyncio.run(_create_user(settings, args, password))
+    try:
+        asyncio.run(_create_user(settings, args, password))
+    except CMSError as exc:
+        sys.exit(f"realtime-cms: {exc.message}")
     print(f"created user {args.username}" + (f" with password {password}" if generated else ""))
 
 
@@ -128,15 +140,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="realtime-cms", description="realtime collaborative CMS server")
+    parser = argparse.ArgumentParser(
+        prog="realtime-cms", description="realtime collaborative CMS server"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the web server (migrates the embedded SQLite database first)")
+    serve = sub.add_parser(
+        "serve", help="run the web server (migrates the embedded SQLite database first)"
+    )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(func=cmd_serve)
     mig = sub.add_parser("migrate", help="apply database migrations (upgrade to head by default)")
     mig.add_argument("--revision")
-    mig.add_argument("--downgrade", action="store_true", help="downgrade (to base unless --revision)")
+    mig.add_argument(
+        "--downgrade", action="store_true", help="downgrade (to base unless --revision)"
+    )
     mig.set_defaults(func=cmd_migrate)
     user = sub.add_parser("create-user", help="create a user account")
     user.add_argument("username")

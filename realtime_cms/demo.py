@@ -21,10 +21,20 @@ DEMO_DOMAIN = "localhost"
 LOGINS_FILE = Path(".rcms-demo-logins")
 
 _SAMPLES = (
-    ("article", "Welcome to realtime_cms", "welcome", "published",
-     "# Welcome\n\nThis item is a live document: open it in two browsers and type in both.\n"),
-    ("article", "Writing together", "writing-together", "draft",
-     "Co-authors see each other's cursors and edits as they type.\n\nMention @editor to notify them.\n"),
+    (
+        "article",
+        "Welcome to realtime_cms",
+        "welcome",
+        "published",
+        "# Welcome\n\nThis item is a live document: open it in two browsers and type in both.\n",
+    ),
+    (
+        "article",
+        "Writing together",
+        "writing-together",
+        "draft",
+        "Co-authors see each other's cursors and edits as they type.\n\nMention @editor to notify them.\n",
+    ),
     ("page", "About", "about", "published", "An example page of the demo site.\n"),
 )
 
@@ -36,7 +46,9 @@ class DemoLogin:
     role: str
 
 
-async def _user(db: AsyncSession, passwords: Passwords, site: Site, name: str, role: str) -> DemoLogin:
+async def _user(
+    db: AsyncSession, passwords: Passwords, site: Site, name: str, role: str
+) -> DemoLogin:
     password = secrets.token_urlsafe(12)
     user = User(
         username=name,
@@ -56,11 +68,19 @@ async def _user(db: AsyncSession, passwords: Passwords, site: Site, name: str, r
 async def _content(db: AsyncSession, site: Site, author_id: int) -> None:
     types = {
         "article": ContentType(name="Article", slug="article", description="Dated posts"),
-        "page": ContentType(name="Page", slug="page", description="Standalone pages", is_hierarchical=True,
-                            has_tags=False, has_categories=False),
+        "page": ContentType(
+            name="Page",
+            slug="page",
+            description="Standalone pages",
+            is_hierarchical=True,
+            has_tags=False,
+            has_categories=False,
+        ),
     }
     for content_type in types.values():
-        existing = await db.scalar(sa.select(ContentType).where(ContentType.slug == content_type.slug))
+        existing = await db.scalar(
+            sa.select(ContentType).where(ContentType.slug == content_type.slug)
+        )
         if existing is None:
             db.add(content_type)
         else:
@@ -68,9 +88,19 @@ async def _content(db: AsyncSession, site: Site, author_id: int) -> None:
     await db.flush()
     for kind, title, slug, status, body in _SAMPLES:
         published = utcnow() - timedelta(days=1) if status == "published" else None
-        db.add(ContentItem(site_id=site.id, content_type_id=types[kind].id, author_id=author_id, title=title,
-                           slug=slug, status=status, content_body=body, excerpt=body.splitlines()[0].lstrip("# "),
-                           published_at=published))
+        db.add(
+            ContentItem(
+                site_id=site.id,
+                content_type_id=types[kind].id,
+                author_id=author_id,
+                title=title,
+                slug=slug,
+                status=status,
+                content_body=body,
+                excerpt=body.splitlines()[0].lstrip("# "),
+                published_at=published,
+            )
+        )
 
 
 async def load_demo(db: AsyncSession, passwords: Passwords) -> list[DemoLogin] | None:
@@ -81,7 +111,10 @@ async def load_demo(db: AsyncSession, passwords: Passwords) -> list[DemoLogin] |
     site = Site(name="Demo site", domain=DEMO_DOMAIN)
     db.add(site)
     await db.flush()
-    logins = [await _user(db, passwords, site, "admin", "admin"), await _user(db, passwords, site, "editor", "editor")]
+    logins = [
+        await _user(db, passwords, site, "admin", "admin"),
+        await _user(db, passwords, site, "editor", "editor"),
+    ]
     await db.flush()
     admin_id = await db.scalar(sa.select(User.id).where(User.username == "admin"))
     assert admin_id is not None

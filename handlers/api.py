@@ -88,7 +88,9 @@ class Routes:
         self.tag = tag
         self.endpoints: list[Endpoint] = []
 
-    def route(self, method: str, path: str, summary: str, **options: Any) -> Callable[[Handler], Handler]:
+    def route(
+        self, method: str, path: str, summary: str, **options: Any
+    ) -> Callable[[Handler], Handler]:
         def decorate(handler: Handler) -> Handler:
             description = (handler.__doc__ or "").strip()
             options.setdefault("tag", self.tag)
@@ -124,7 +126,10 @@ class Api:
     def register(self, app: web.Application) -> None:
         for endpoint in self.endpoints:
             app.router.add_route(endpoint.method, endpoint.path, _wrap(endpoint))
-        app[keys.API] = self
+        app[API_KEY] = self
+
+
+API_KEY = web.AppKey("api", Api)
 
 
 def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -132,7 +137,9 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
         principal = await principal_for(request)
         if not endpoint.public:
             if not principal.is_authenticated:
-                raise Unauthorized("Sign in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
+                raise Unauthorized(
+                    "Sign in or send a bearer token", headers={"WWW-Authenticate": "Bearer"}
+                )
             check_csrf(request)
             if endpoint.permission:
                 authorize(principal, endpoint.permission)

@@ -27,7 +27,13 @@ AUDIT_LISTING = Listing(
 )
 
 
-@routes.get("/api/v1/audit-log", "Read the audit log", permission="audit.view", response=AuditEntryOut, listing=AUDIT_LISTING)
+@routes.get(
+    "/api/v1/audit-log",
+    "Read the audit log",
+    permission="audit.view",
+    response=AuditEntryOut,
+    listing=AUDIT_LISTING,
+)
 async def list_audit_log(call: Call) -> Page[AuditLog]:
     assert call.query is not None
     return await call.query.fetch(call.db, sa.select(AuditLog))

@@ -63,7 +63,7 @@ async def principal_for(request: web.Request) -> Principal:
 
 
 def check_csrf(request: web.Request) -> None:
-    """Cookie-authenticated writes must come from an allowed origin (bearer tokens can't be forged)."""
+    """Cookie-authenticated writes must come from an allowed origin (bearer can't be forged)."""
     if request.method in _SAFE_METHODS or not request.get(_VIA_COOKIE):
         return
     origin = request.headers.get("Origin")

@@ -75,7 +75,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except CMSError as exc:
         extra = {"errors": exc.errors} if exc.errors else None
-        return problem(request, exc.status, exc.code, exc.title, exc.message, extra=extra, headers=exc.headers)
+        return problem(
+            request, exc.status, exc.code, exc.title, exc.message, extra=extra, headers=exc.headers
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -86,7 +88,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(
-            request, 500, "internal_error", "Internal error", "The server failed; the error was logged"
+            request,
+            500,
+            "internal_error",
+            "Internal error",
+            "The server failed; the error was logged",
         )
 
 

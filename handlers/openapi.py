@@ -9,9 +9,8 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from handlers.api import Api, Endpoint
-from realtime_cms import __version__, keys
-from realtime_cms.listing import OPERATORS
+from handlers.api import API_KEY, Api, Endpoint
+from realtime_cms import __version__
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
 _DOCS_PAGE = Path(__file__).resolve().parent.parent / "static" / "api-docs.html"
@@ -52,13 +51,26 @@ def _problem_schema() -> dict[str, Any]:
 
 def _parameters(endpoint: Endpoint, schemas: _Schemas) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "integer" if name.endswith("id") else "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer" if name.endswith("id") else "string"},
+        }
         for name in _PATH_PARAM.findall(endpoint.path)
     ]
     if endpoint.listing is not None:
         params += [
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-            {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}},
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+            },
+            {
+                "name": "offset",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0, "default": 0},
+            },
             {
                 "name": "sort",
                 "in": "query",
@@ -72,11 +84,14 @@ def _parameters(endpoint: Endpoint, schemas: _Schemas) -> list[dict[str, Any]]:
                 {
                     "name": f"filter[{name}][{{op}}]",
                     "in": "query",
-                    "description": f"Filter on {name}; op one of {', '.join(o for o in OPERATORS if o in spec.operators)}",
+                    "description": f"Filter on {name}; op one of {', '.join(spec.operators)}",
                     "schema": {"type": _TYPES.get(spec.type, "string")},
                 }
             )
-        params += [{"name": extra, "in": "query", "schema": {"type": "string"}} for extra in sorted(endpoint.listing.extra_params)]
+        params += [
+            {"name": extra, "in": "query", "schema": {"type": "string"}}
+            for extra in sorted(endpoint.listing.extra_params)
+        ]
     elif endpoint.query is not None:
         schema = endpoint.query.model_json_schema()
         required = set(schema.get("required", []))
@@ -100,13 +115,20 @@ def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
         op["x-permission"] = endpoint.permission
     op["security"] = [] if endpoint.public else [{"bearer": []}, {"cookie": []}]
     if endpoint.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": schemas.ref(endpoint.body)}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schemas.ref(endpoint.body)}},
+        }
     op["responses"] = _responses(endpoint, schemas)
     return op
 
 
 def _responses(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
-    problem = {"content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    problem = {
+        "content": {
+            "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+        }
+    }
     responses: dict[str, Any] = {}
     if endpoint.status == 204 or endpoint.response is None and endpoint.method == "DELETE":
         responses["204"] = {"description": "Done"}
@@ -122,7 +144,12 @@ def _responses(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
             "description": endpoint.summary,
             "content": {"application/json": {"schema": schema}},
         }
-    for status, reason in ((400, "Invalid request"), (401, "Not authenticated"), (403, "Forbidden"), (422, "Validation failed")):
+    for status, reason in (
+        (400, "Invalid request"),
+        (401, "Not authenticated"),
+        (403, "Forbidden"),
+        (422, "Validation failed"),
+    ):
         if endpoint.public and status in (401, 403):
             continue
         responses[str(status)] = {"description": reason, **problem}
@@ -139,14 +166,19 @@ def build_document(api: Api) -> dict[str, Any]:
     schemas.components["Problem"] = _problem_schema()
     schemas.components["PageMeta"] = {
         "type": "object",
-        "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"}, "offset": {"type": "integer"}},
+        "properties": {
+            "total": {"type": "integer"},
+            "limit": {"type": "integer"},
+            "offset": {"type": "integer"},
+        },
     }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "realtime_cms REST API",
             "version": __version__,
-            "description": "Conventions: docs/rest.md. Errors are RFC 9457 problem+json with a stable `code`.",
+            "description": "Conventions: docs/rest.md. Errors are RFC 9457 problem+json "
+            "with a stable `code`.",
         },
         "servers": [{"url": "/"}],
         "paths": paths,
@@ -166,7 +198,7 @@ async def docs_page(request: web.Request) -> web.FileResponse:
 
 def setup(app: web.Application) -> None:
     """Serve the document (built once, from the endpoints already registered) and its page."""
-    document = build_document(app[keys.API])
+    document = build_document(app[API_KEY])
 
     async def openapi_json(request: web.Request) -> web.Response:
         return web.json_response(document)

@@ -15,10 +15,16 @@ from realtime_cms.rbac.schemas import PermissionOut, RoleCreate, RoleOut, RoleUp
 routes = Routes("roles")
 
 ROLE_LISTING = Listing(
-    fields={"id": Field(Role.id, int), "name": Field(Role.name), "created_at": Field(Role.created_at, datetime)},
+    fields={
+        "id": Field(Role.id, int),
+        "name": Field(Role.name),
+        "created_at": Field(Role.created_at, datetime),
+    },
     default_sort="id",
 )
-PERMISSION_LISTING = Listing(fields={"id": Field(Permission.id, int), "name": Field(Permission.name)}, default_sort="name")
+PERMISSION_LISTING = Listing(
+    fields={"id": Field(Permission.id, int), "name": Field(Permission.name)}, default_sort="name"
+)
 
 
 async def _role_out(call: Call, role: Role) -> RoleOut:
@@ -27,28 +33,51 @@ async def _role_out(call: Call, role: Role) -> RoleOut:
     return out
 
 
-@routes.get("/api/v1/roles", "List roles", permission="roles.manage", response=RoleOut, listing=ROLE_LISTING)
+@routes.get(
+    "/api/v1/roles", "List roles", permission="roles.manage", response=RoleOut, listing=ROLE_LISTING
+)
 async def list_roles(call: Call) -> Page[RoleOut]:
     assert call.query is not None
     page = await call.query.fetch(call.db, sa.select(Role))
-    return Page([await _role_out(call, role) for role in page.items], page.total, page.limit, page.offset)
+    return Page(
+        [await _role_out(call, role) for role in page.items], page.total, page.limit, page.offset
+    )
 
 
-@routes.post("/api/v1/roles", "Create a role", permission="roles.manage", body=RoleCreate, response=RoleOut, status=201)
+@routes.post(
+    "/api/v1/roles",
+    "Create a role",
+    permission="roles.manage",
+    body=RoleCreate,
+    response=RoleOut,
+    status=201,
+)
 async def create_role(call: Call) -> RoleOut:
     body: RoleCreate = call.body
     role = await service.create_role(
-        call.db, call.principal, name=body.name, description=body.description, permissions=body.permissions
+        call.db,
+        call.principal,
+        name=body.name,
+        description=body.description,
+        permissions=body.permissions,
     )
     return await _role_out(call, role)
 
 
-@routes.get("/api/v1/roles/{role_id:\\d+}", "Read a role", permission="roles.manage", response=RoleOut)
+@routes.get(
+    "/api/v1/roles/{role_id:\\d+}", "Read a role", permission="roles.manage", response=RoleOut
+)
 async def get_role(call: Call) -> RoleOut:
     return await _role_out(call, await service.get_role(call.db, call.path_int("role_id")))
 
 
-@routes.patch("/api/v1/roles/{role_id:\\d+}", "Change a role", permission="roles.manage", body=RoleUpdate, response=RoleOut)
+@routes.patch(
+    "/api/v1/roles/{role_id:\\d+}",
+    "Change a role",
+    permission="roles.manage",
+    body=RoleUpdate,
+    response=RoleOut,
+)
 async def update_role(call: Call) -> RoleOut:
     body: RoleUpdate = call.body
     role = await service.update_role(
@@ -68,8 +97,11 @@ async def delete_role(call: Call) -> None:
 
 
 @routes.get(
-    "/api/v1/permissions", "List the permission catalog", permission="roles.manage",
-    response=PermissionOut, listing=PERMISSION_LISTING,
+    "/api/v1/permissions",
+    "List the permission catalog",
+    permission="roles.manage",
+    response=PermissionOut,
+    listing=PERMISSION_LISTING,
 )
 async def list_permissions(call: Call) -> Page[Permission]:
     assert call.query is not None

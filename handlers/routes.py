@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import audit, health, openapi, roles, sites
+from handlers import audit, auth, health, openapi, roles, sites, users
 from handlers.api import Api
 
 # Handler modules declaring REST endpoints; their order is the order of the OpenAPI document.
-ROUTE_TABLES = (roles, sites, audit)
+ROUTE_TABLES = (auth, users, roles, sites, audit)
 
 
 def build_api() -> Api:

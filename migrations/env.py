@@ -1,4 +1,4 @@
-"""Alembic environment (async): runs migrations and records each applied revision in `migrations`."""
+"""Alembic environment (async); each applied revision is also recorded in `migrations`."""
 
 from __future__ import annotations
 
@@ -30,7 +30,9 @@ def _record_revision(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
     connection: Connection = ctx.connection
     if not sa.inspect(connection).has_table("migrations"):
         return
-    table = sa.table("migrations", sa.column("migration"), sa.column("batch"), sa.column("applied_at"))
+    table = sa.table(
+        "migrations", sa.column("migration"), sa.column("batch"), sa.column("applied_at")
+    )
     if step.is_upgrade:
         batch = config.attributes.setdefault(
             "migration_batch",
@@ -38,7 +40,9 @@ def _record_revision(ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
         )
         name = f"{step.up_revision_id}_{step.up_revision.doc or ''}".strip("_")[:255]
         connection.execute(
-            table.insert().values(migration=name, batch=batch, applied_at=sa.func.current_timestamp())
+            table.insert().values(
+                migration=name, batch=batch, applied_at=sa.func.current_timestamp()
+            )
         )
     else:
         connection.execute(table.delete().where(table.c.migration.like(f"{step.up_revision_id}%")))

@@ -1,4 +1,4 @@
-"""`create_app(settings)`: builds the aiohttp application; the only core module importing handlers."""
+"""`create_app(settings)` builds the aiohttp app; the only core module that imports handlers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from handlers import routes
-from handlers.middlewares import error_middleware, request_id_middleware, security_headers_middleware
+from handlers.middlewares import (
+    error_middleware,
+    request_id_middleware,
+    security_headers_middleware,
+)
 from realtime_cms import keys
 from realtime_cms.config import Settings
 from realtime_cms.db import create_engine, session_factory
@@ -23,7 +27,9 @@ log = logging.getLogger(__name__)
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    engine = create_engine(settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size)
+    engine = create_engine(
+        settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
+    )
     app[keys.ENGINE] = engine
     app[keys.SESSIONS] = session_factory(engine)
     yield
@@ -34,7 +40,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     url = app[keys.SETTINGS].redis_url
     client: Redis | None = Redis.from_url(url) if url else None
     app[keys.REDIS] = client
-    app[keys.RATE_LIMITER] = RedisRateLimiter(client, app[keys.SETTINGS].redis_prefix + "rl:") if client else MemoryRateLimiter()
+    app[keys.RATE_LIMITER] = (
+        RedisRateLimiter(client, app[keys.SETTINGS].redis_prefix + "rl:")
+        if client
+        else MemoryRateLimiter()
+    )
     yield
     if client is not None:
         await client.aclose()

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.models.auth import User, UserRole
-from realtime_cms.models.content import ContentItem, ContentType
 from realtime_cms.models.base import utcnow
+from realtime_cms.models.content import ContentItem, ContentType
 from realtime_cms.models.sites import Site, SiteUser
 from realtime_cms.rbac.service import role_id_by_name, seed_defaults
 from realtime_cms.security.passwords import Passwords
@@ -33,7 +33,8 @@ _SAMPLES = (
         "Writing together",
         "writing-together",
         "draft",
-        "Co-authors see each other's cursors and edits as they type.\n\nMention @editor to notify them.\n",
+        "Co-authors see each other's cursors and edits as they type.\n\n"
+        "Mention @editor to notify them.\n",
     ),
     ("page", "About", "about", "published", "An example page of the demo site.\n"),
 )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import socketio
 from aiohttp import web
 from redis.asyncio import Redis
@@ -15,15 +13,11 @@ from realtime_cms.mail import MailSender
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.security.passwords import Passwords
 
-if TYPE_CHECKING:
-    from handlers.api import Api
-
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", SessionFactory)
-REDIS = web.AppKey("redis", Redis | None)  # type: ignore[arg-type]
+REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 SIO = web.AppKey("sio", socketio.AsyncServer)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 MAILER = web.AppKey("mailer", MailSender)
 PASSWORDS = web.AppKey("passwords", Passwords)
-API = web.AppKey("api", "Api")

@@ -100,7 +100,9 @@ class ListQuery:
 
     def where(self) -> list[sa.ColumnElement[bool]]:
         """The filter conditions as SQL clauses."""
-        return [_clause(self.listing.fields[c.field].column, c.op, c.value) for c in self.conditions]
+        return [
+            _clause(self.listing.fields[c.field].column, c.op, c.value) for c in self.conditions
+        ]
 
     def order_by(self) -> list[sa.ColumnElement[Any]]:
         return [
@@ -116,8 +118,12 @@ class ListQuery:
         """Run `stmt` filtered, sorted and paginated; return the page and the total count."""
         stmt = stmt.where(*self.where(), *extra_where)
         total = await session.scalar(sa.select(sa.func.count()).select_from(stmt.subquery()))
-        rows = await session.scalars(stmt.order_by(*self.order_by()).limit(self.limit).offset(self.offset))
-        return Page(items=list(rows.unique()), total=int(total or 0), limit=self.limit, offset=self.offset)
+        rows = await session.scalars(
+            stmt.order_by(*self.order_by()).limit(self.limit).offset(self.offset)
+        )
+        return Page(
+            items=list(rows.unique()), total=int(total or 0), limit=self.limit, offset=self.offset
+        )
 
 
 @dataclass(slots=True)
@@ -137,23 +143,23 @@ def _escape_like(value: str) -> str:
 def _clause(column: Any, op: str, value: Any) -> sa.ColumnElement[bool]:
     match op:
         case "eq":
-            return column == value  # type: ignore[no-any-return]
+            return column == value
         case "ne":
-            return column != value  # type: ignore[no-any-return]
+            return column != value
         case "lt":
-            return column < value  # type: ignore[no-any-return]
+            return column < value
         case "lte":
-            return column <= value  # type: ignore[no-any-return]
+            return column <= value
         case "gt":
-            return column > value  # type: ignore[no-any-return]
+            return column > value
         case "gte":
-            return column >= value  # type: ignore[no-any-return]
+            return column >= value
         case "in":
-            return column.in_(value)  # type: ignore[no-any-return]
+            return column.in_(value)
         case "contains":
-            return column.ilike(f"%{_escape_like(value)}%", escape="\\")  # type: ignore[no-any-return]
+            return column.ilike(f"%{_escape_like(value)}%", escape="\\")
         case "null":
-            return column.is_(None) if value else column.is_not(None)  # type: ignore[no-any-return]
+            return column.is_(None) if value else column.is_not(None)
     raise Invalid(f"Unknown operator {op!r}", code="invalid_filter")
 
 
@@ -182,7 +188,9 @@ def _parse_condition(listing: Listing, name: str, op: str, raw: str) -> Conditio
     if op == "in":
         parts = [part for part in raw.split(",") if part != ""]
         if not parts or len(parts) > MAX_IN_VALUES:
-            raise Invalid(f"filter[{name}][in] takes 1 to {MAX_IN_VALUES} values", code="invalid_filter")
+            raise Invalid(
+                f"filter[{name}][in] takes 1 to {MAX_IN_VALUES} values", code="invalid_filter"
+            )
         return Condition(name, op, [spec.parse(name, part) for part in parts])
     if op == "contains" and spec.type is not str:
         raise Invalid(f"contains applies to text fields only, not {name!r}", code="invalid_filter")

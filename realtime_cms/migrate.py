@@ -18,7 +18,7 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "head") -> None:
-    """Upgrade to `revision`; blocking, and runs its own event loop (call it from a thread in async code)."""
+    """Upgrade to `revision`; blocking, with its own event loop (use a thread in async code)."""
     command.upgrade(alembic_config(database_url), revision)
 
 

@@ -311,9 +311,7 @@ class VersionAnalytics(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.Text)
     session_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     time_spent: Mapped[int | None] = mapped_column(IntUnsigned)
-    page_exit: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default="0"
-    )
+    page_exit: Mapped[bool | None] = mapped_column(sa.Boolean, default=False, server_default="0")
     referrer: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime | None] = created_at_column()
 

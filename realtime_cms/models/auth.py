@@ -1,4 +1,4 @@
-"""Accounts and access control: seed area "Core Authentication & Authorization" plus token tables."""
+"""Accounts and access control (seed area "Core Authentication & Authorization") and tokens."""
 
 from __future__ import annotations
 

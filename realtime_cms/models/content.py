@@ -25,9 +25,7 @@ class ContentType(Base):
     name: Mapped[str] = mapped_column(sa.String(50), unique=True)
     slug: Mapped[str] = mapped_column(sa.String(50), unique=True)
     description: Mapped[str | None] = mapped_column(sa.Text)
-    is_hierarchical: Mapped[bool] = mapped_column(
-        sa.Boolean, default=False, server_default="0"
-    )
+    is_hierarchical: Mapped[bool] = mapped_column(sa.Boolean, default=False, server_default="0")
     has_tags: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
     has_categories: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default="1")
     created_at: Mapped[datetime | None] = created_at_column()

@@ -106,9 +106,7 @@ class CalendarConnection(Base):
     access_token: Mapped[str] = mapped_column(sa.Text)
     refresh_token: Mapped[str | None] = mapped_column(sa.Text)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    sync_enabled: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default="0"
-    )
+    sync_enabled: Mapped[bool | None] = mapped_column(sa.Boolean, default=False, server_default="0")
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()

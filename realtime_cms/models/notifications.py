@@ -29,9 +29,7 @@ class Notification(Base):
     )
     title: Mapped[str] = mapped_column(sa.String(255))
     message: Mapped[str] = mapped_column(sa.Text)
-    is_read: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default="0"
-    )
+    is_read: Mapped[bool | None] = mapped_column(sa.Boolean, default=False, server_default="0")
     type: Mapped[str | None] = mapped_column(sa.String(50), index=True)
     view_count: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
     created_at: Mapped[datetime | None] = created_at_column()
@@ -76,9 +74,7 @@ class NotificationCategory(Base):
     color_code: Mapped[str | None] = mapped_column(
         sa.String(7), default="#3498db", server_default="#3498db"
     )
-    is_system: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default="0"
-    )
+    is_system: Mapped[bool | None] = mapped_column(sa.Boolean, default=False, server_default="0")
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
 

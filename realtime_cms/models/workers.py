@@ -172,9 +172,7 @@ class AlertConfiguration(Base):
     threshold_minutes: Mapped[int] = mapped_column(sa.Integer)
     notification_channels: Mapped[list[Any]] = mapped_column(sa.JSON)
     escalation_after_minutes: Mapped[int | None] = mapped_column(sa.Integer)
-    is_active: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=True, server_default="1"
-    )
+    is_active: Mapped[bool | None] = mapped_column(sa.Boolean, default=True, server_default="1")
 
 
 class NotificationBatch(Base):
@@ -240,9 +238,7 @@ class ScalingRule(Base):
     threshold_value: Mapped[float] = mapped_column(sa.Float)
     action: Mapped[str] = mapped_column(enum("scale_up", "scale_down", name="scaling_rules_action"))
     worker_count: Mapped[int] = mapped_column(sa.Integer)
-    is_active: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=True, server_default="1"
-    )
+    is_active: Mapped[bool | None] = mapped_column(sa.Boolean, default=True, server_default="1")
     created_at: Mapped[datetime | None] = created_at_column()
 
 

@@ -56,9 +56,7 @@ class ScheduledContent(Base):
     parent_event_id: Mapped[int | None] = mapped_column(
         sa.Integer, sa.ForeignKey("scheduled_content.id", ondelete="CASCADE")
     )
-    is_recurring: Mapped[bool | None] = mapped_column(
-        sa.Boolean, default=False, server_default="0"
-    )
+    is_recurring: Mapped[bool | None] = mapped_column(sa.Boolean, default=False, server_default="0")
     assigned_worker_id: Mapped[str | None] = mapped_column(
         sa.String(255), sa.ForeignKey("workers.worker_id", ondelete="SET NULL"), index=True
     )

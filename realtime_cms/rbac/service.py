@@ -1,4 +1,4 @@
-"""Roles, permissions and grants: seeding the defaults, resolving a user's permissions, admin changes."""
+"""Roles, permissions and grants: seeding defaults, resolving permissions, admin changes."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ async def seed_defaults(db: AsyncSession) -> None:
 async def permissions_for(db: AsyncSession, user_id: int) -> tuple[frozenset[str], frozenset[str]]:
     """The names of a user's roles and of every permission those roles grant."""
     role_names = await db.scalars(
-        sa.select(Role.name).join(UserRole, UserRole.role_id == Role.id).where(UserRole.user_id == user_id)
+        sa.select(Role.name)
+        .join(UserRole, UserRole.role_id == Role.id)
+        .where(UserRole.user_id == user_id)
     )
     perm_names = await db.scalars(
         sa.select(Permission.name)
@@ -76,7 +78,12 @@ async def _permission_ids(db: AsyncSession, names: Sequence[str]) -> list[int]:
 
 
 async def create_role(
-    db: AsyncSession, principal: Principal, *, name: str, description: str | None, permissions: Sequence[str]
+    db: AsyncSession,
+    principal: Principal,
+    *,
+    name: str,
+    description: str | None,
+    permissions: Sequence[str],
 ) -> Role:
     authorize(principal, "roles.manage")
     if await db.scalar(sa.select(Role.id).where(Role.name == name)) is not None:
@@ -87,7 +94,14 @@ async def create_role(
     for permission_id in await _permission_ids(db, permissions):
         db.add(RolePermission(role_id=role.id, permission_id=permission_id))
     await db.flush()
-    await record(db, principal, "role.create", "role", role.id, {"name": name, "permissions": sorted(permissions)})
+    await record(
+        db,
+        principal,
+        "role.create",
+        "role",
+        role.id,
+        {"name": name, "permissions": sorted(permissions)},
+    )
     return role
 
 

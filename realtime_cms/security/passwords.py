@@ -32,7 +32,10 @@ class Passwords:
 
     def _verify(self, stored_hash: str | None, password: str) -> bool:
         try:
-            return self._hasher.verify(stored_hash or self._dummy, password) and stored_hash is not None
+            return (
+                self._hasher.verify(stored_hash or self._dummy, password)
+                and stored_hash is not None
+            )
         except (VerificationError, InvalidHashError):
             return False
 

@@ -1,4 +1,4 @@
-"""Random bearer tokens: generated with `secrets`, stored only as hashes, compared in constant time."""
+"""Bearer tokens: made with `secrets`, stored only as hashes, compared in constant time."""
 
 from __future__ import annotations
 

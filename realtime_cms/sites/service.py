@@ -23,7 +23,9 @@ async def get_site(db: AsyncSession, principal: Principal, site_id: int) -> Site
     return site
 
 
-async def _ensure_unique(db: AsyncSession, *, name: str | None, domain: str | None, exclude: int | None) -> None:
+async def _ensure_unique(
+    db: AsyncSession, *, name: str | None, domain: str | None, exclude: int | None
+) -> None:
     for column, value in ((Site.name, name), (Site.domain, domain)):
         if value is None:
             continue
@@ -34,7 +36,9 @@ async def _ensure_unique(db: AsyncSession, *, name: str | None, domain: str | No
             raise Conflict(f"A site with {column.key} {value!r} exists", code="site_exists")
 
 
-async def create_site(db: AsyncSession, principal: Principal, *, name: str, domain: str, is_active: bool) -> Site:
+async def create_site(
+    db: AsyncSession, principal: Principal, *, name: str, domain: str, is_active: bool
+) -> Site:
     authorize(principal, "sites.manage")
     await _ensure_unique(db, name=name, domain=domain, exclude=None)
     site = Site(name=name, domain=domain, is_active=is_active)
@@ -49,7 +53,11 @@ async def update_site(db: AsyncSession, principal: Principal, site_id: int, **ch
     site = await get_site(db, principal, site_id)
     wanted = {key: value for key, value in changes.items() if value is not None}
     await _ensure_unique(db, name=wanted.get("name"), domain=wanted.get("domain"), exclude=site.id)
-    diff = {key: [getattr(site, key), value] for key, value in wanted.items() if getattr(site, key) != value}
+    diff = {
+        key: [getattr(site, key), value]
+        for key, value in wanted.items()
+        if getattr(site, key) != value
+    }
     for key, value in wanted.items():
         setattr(site, key, value)
     await db.flush()
@@ -63,21 +71,21 @@ async def delete_site(db: AsyncSession, principal: Principal, site_id: int) -> N
     site = await get_site(db, principal, site_id)
     await db.delete(site)
     await db.flush()
-    await record(db, principal, "site.delete", "site", site_id, {"name": site.name, "domain": site.domain})
+    await record(
+        db, principal, "site.delete", "site", site_id, {"name": site.name, "domain": site.domain}
+    )
 
 
-def members_query(site_id: int) -> sa.Select[Any]:
-    return (
+async def list_members(
+    db: AsyncSession, principal: Principal, site_id: int
+) -> list[dict[str, Any]]:
+    await get_site(db, principal, site_id)
+    rows = await db.execute(
         sa.select(SiteUser.user_id, User.username, User.email)
         .join(User, User.id == SiteUser.user_id)
         .where(SiteUser.site_id == site_id)
         .order_by(User.username)
     )
-
-
-async def list_members(db: AsyncSession, principal: Principal, site_id: int) -> list[dict[str, Any]]:
-    await get_site(db, principal, site_id)
-    rows = await db.execute(members_query(site_id))
     return [dict(row._mapping) for row in rows]
 
 

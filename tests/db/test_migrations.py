@@ -1,4 +1,4 @@
-"""The migrations build the whole seed schema on SQLite and MariaDB, match the models, and undo cleanly."""
+"""Migrations build the whole seed schema on SQLite and MariaDB, match the models, undo cleanly."""
 
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ def _tables(conn: sa.Connection) -> set[str]:
 
 
 def _drift(conn: sa.Connection) -> list[Any]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    context = MigrationContext.configure(
+        conn, opts={"compare_type": True, "compare_server_default": True}
+    )
     return list(compare_metadata(context, Base.metadata))
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from handlers.api import Endpoint
+from handlers.api import API_KEY, Endpoint
 from realtime_cms import keys
 from realtime_cms.rbac.catalog import DEFAULT_ROLES
 from tests.support.harness import Harness
@@ -23,7 +23,7 @@ VIEWER_PERMISSIONS = DEFAULT_ROLES["viewer"][1]
 
 
 def endpoints(harness: Harness) -> list[Endpoint]:
-    return list(harness.app[keys.API].endpoints)
+    return list(harness.app[API_KEY].endpoints)
 
 
 def _empty(endpoint: Endpoint) -> dict[str, Any] | None:
@@ -52,17 +52,23 @@ async def test_anonymous_requests_to_protected_routes_get_401(harness: Harness) 
     for endpoint in endpoints(harness):
         if endpoint.public:
             continue
-        response = await harness.call(endpoint.method, concrete(endpoint.path), json=_empty(endpoint))
+        response = await harness.call(
+            endpoint.method, concrete(endpoint.path), json=_empty(endpoint)
+        )
         body = await assert_problem(response, 401)
         assert body["code"] == "unauthorized"
 
 
-async def test_a_viewer_gets_403_on_every_route_needing_a_permission_it_lacks(harness: Harness) -> None:
+async def test_a_viewer_gets_403_on_every_route_needing_a_permission_it_lacks(
+    harness: Harness,
+) -> None:
     checked = 0
     for endpoint in endpoints(harness):
         if endpoint.public or not endpoint.permission or endpoint.permission in VIEWER_PERMISSIONS:
             continue
-        response = await harness.call(endpoint.method, concrete(endpoint.path), role="viewer", json=_empty(endpoint))
+        response = await harness.call(
+            endpoint.method, concrete(endpoint.path), role="viewer", json=_empty(endpoint)
+        )
         body = await assert_problem(response, 403)
         assert body["code"] == "permission_denied", (endpoint.path, body)
         checked += 1
@@ -81,7 +87,12 @@ def _bad_bodies(max_bytes: int) -> list[tuple[str, bytes, str, tuple[int, ...]]]
         ("not utf-8", b"\xff\xfe{}", "application/json", (400,)),
         ("array instead of object", b"[1, 2]", "application/json", (422,)),
         ("unknown field", b'{"surely_not_a_field": true}', "application/json", (422,)),
-        ("wrong types", b'{"name": 5, "login": [], "password": {}, "email": 1, "token": 2}', "application/json", (422,)),
+        (
+            "wrong types",
+            b'{"name": 5, "login": [], "password": {}, "email": 1, "token": 2}',
+            "application/json",
+            (422,),
+        ),
         ("deeply nested", b"[" * 5000 + b"]" * 5000, "application/json", (400, 422)),
         ("form encoded", b"a=1", "application/x-www-form-urlencoded", (415,)),
         ("oversized", b'{"x": "' + b"a" * (max_bytes + 10) + b'"}', "application/json", (413,)),
@@ -89,14 +100,20 @@ def _bad_bodies(max_bytes: int) -> list[tuple[str, bytes, str, tuple[int, ...]]]
 
 
 @pytest.mark.parametrize("role", ["admin", None])
-async def test_bad_bodies_get_a_problem_4xx_on_every_route_that_takes_a_body(harness: Harness, role: str | None) -> None:
+async def test_bad_bodies_get_a_problem_4xx_on_every_route_that_takes_a_body(
+    harness: Harness, role: str | None
+) -> None:
     max_bytes = harness.app[keys.SETTINGS].max_body_bytes
     for endpoint in endpoints(harness):
         if endpoint.body is None or (role is None and not endpoint.public):
             continue
         for label, raw, content_type, statuses in _bad_bodies(max_bytes):
             response = await harness.call(
-                endpoint.method, concrete(endpoint.path), role=role, data=raw, headers={"Content-Type": content_type}
+                endpoint.method,
+                concrete(endpoint.path),
+                role=role,
+                data=raw,
+                headers={"Content-Type": content_type},
             )
             body = await assert_problem(response, *statuses)
             assert body["status"] < 500, (label, endpoint.path)
@@ -107,13 +124,18 @@ async def test_a_body_sent_to_a_route_that_takes_none_is_refused(harness: Harnes
         if endpoint.body is not None or endpoint.method == "GET":
             continue
         response = await harness.call(
-            endpoint.method, concrete(endpoint.path, "999999"), role="admin", data=b'{"x": 1}',
+            endpoint.method,
+            concrete(endpoint.path, "999999"),
+            role="admin",
+            data=b'{"x": 1}',
             headers={"Content-Type": "application/json"},
         )
         await assert_problem(response, 400)
 
 
-async def test_list_routes_refuse_unknown_filters_operators_sorts_and_bad_pagination(harness: Harness) -> None:
+async def test_list_routes_refuse_unknown_filters_operators_sorts_and_bad_pagination(
+    harness: Harness,
+) -> None:
     bad_queries = [
         "filter[surely_not_a_field]=1",
         "filter[id][like]=1",
@@ -140,7 +162,9 @@ async def test_huge_path_ids_are_not_found_not_a_crash(harness: Harness) -> None
     for endpoint in endpoints(harness):
         if "{" not in endpoint.path or endpoint.body is not None:
             continue
-        response = await harness.call(endpoint.method, concrete(endpoint.path, "9" * 30), role="admin")
+        response = await harness.call(
+            endpoint.method, concrete(endpoint.path, "9" * 30), role="admin"
+        )
         await assert_problem(response, 404)
 
 

@@ -1,4 +1,4 @@
-"""A running server per test module: fresh database, default roles, one user per role, an HTTP client."""
+"""A live server per test module: fresh database, default roles, a user per role, a client."""
 
 from __future__ import annotations
 
@@ -116,7 +116,9 @@ async def start_harness(settings: Settings) -> Harness:
     await create_schema(settings.database_url)
     app = create_app(settings)
     # No cookie jar: every request carries exactly the credentials a test gives it.
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app), cookie_jar=DummyCookieJar())
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(app), cookie_jar=DummyCookieJar()
+    )
     await client.start_server()
     harness = Harness(app=app, client=client)
     for role in ROLES:

@@ -177,10 +177,13 @@ async def _parse_body(endpoint: Endpoint, request: web.Request) -> Any:
         if raw.strip():
             raise Invalid("This endpoint takes no request body", code="unexpected_body")
         return None
+    if not raw.strip():
+        # An absent body is an empty object: models with only optional fields accept it.
+        return _validate(endpoint.body, {}, "body")
     if request.method in _BODY_METHODS and request.content_type != "application/json":
         raise UnsupportedMediaType("Send the body as application/json")
     try:
-        data = json.loads(raw or b"null")
+        data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Invalid(f"Malformed JSON body: {exc}", code="invalid_json") from exc
     return _validate(endpoint.body, data, "body")

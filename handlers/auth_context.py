@@ -15,7 +15,6 @@ from realtime_cms.principal import Principal, anonymous
 SESSION_COOKIE = "rcms_session"
 REMEMBER_COOKIE = "rcms_remember"
 _PRINCIPAL = web.RequestKey("principal", Principal)
-_VIA_COOKIE = web.RequestKey("via_cookie", bool)
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -49,7 +48,7 @@ async def principal_for(request: web.Request) -> Principal:
     if cached is not None:
         return cached
     ip, agent = client_ip(request), request.headers.get("User-Agent")
-    token, via_cookie = bearer_token(request)
+    token, _ = bearer_token(request)
     principal: Principal | None = None
     if token:
         async with transaction(request.app[keys.SESSIONS]) as db:
@@ -58,13 +57,19 @@ async def principal_for(request: web.Request) -> Principal:
             )
     resolved = principal or anonymous(ip, agent)
     request[_PRINCIPAL] = resolved
-    request[_VIA_COOKIE] = via_cookie and principal is not None
     return resolved
 
 
 def check_csrf(request: web.Request) -> None:
-    """Cookie-authenticated writes must come from an allowed origin (bearer can't be forged)."""
-    if request.method in _SAFE_METHODS or not request.get(_VIA_COOKIE):
+    """Unsafe requests not carrying a bearer token must come from an allowed origin.
+
+    Bearer tokens cannot be attached by a foreign page, cookies can; requests without an
+    Origin header (non-browser clients) are judged by Sec-Fetch-Site when present.
+    """
+    if request.method in _SAFE_METHODS:
+        return
+    token, via_cookie = bearer_token(request)
+    if token and not via_cookie:
         return
     origin = request.headers.get("Origin")
     allowed = request.app[keys.SETTINGS].allowed_origins

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import audit, auth, health, openapi, roles, sites, users
+from handlers import audit, auth, health, openapi, pages, roles, sites, users
 from handlers.api import Api
 
 # Handler modules declaring REST endpoints; their order is the order of the OpenAPI document.
@@ -17,5 +17,6 @@ def build_api() -> Api:
 
 def setup(app: web.Application) -> None:
     health.setup(app)
+    pages.setup(app)
     build_api().register(app)
     openapi.setup(app)

@@ -82,8 +82,9 @@ async def delete_site(call: Call) -> None:
     permission="sites.view",
     response=SiteMemberOut,
 )
-async def list_members(call: Call) -> list[dict[str, Any]]:
-    return await service.list_members(call.db, call.principal, call.path_int("site_id"))
+async def list_members(call: Call) -> Page[dict[str, Any]]:
+    members = await service.list_members(call.db, call.principal, call.path_int("site_id"))
+    return Page(items=members, total=len(members), limit=len(members), offset=0)
 
 
 @routes.put(

@@ -60,13 +60,13 @@ async def get_role(db: AsyncSession, role_id: int) -> Role:
 
 
 async def role_permissions(db: AsyncSession, role_id: int) -> list[str]:
+    """A role's permission names, sorted in Python: collations disagree on `_` versus `.`."""
     names = await db.scalars(
         sa.select(Permission.name)
         .join(RolePermission, RolePermission.permission_id == Permission.id)
         .where(RolePermission.role_id == role_id)
-        .order_by(Permission.name)
     )
-    return list(names)
+    return sorted(names)
 
 
 async def _permission_ids(db: AsyncSession, names: Sequence[str]) -> list[int]:
@@ -94,6 +94,8 @@ async def create_role(
     for permission_id in await _permission_ids(db, permissions):
         db.add(RolePermission(role_id=role.id, permission_id=permission_id))
     await db.flush()
+    # Answer what was stored: MariaDB keeps only whole seconds of the Python-side created_at.
+    await db.refresh(role)
     await record(
         db,
         principal,
@@ -175,7 +177,8 @@ async def revoke_role(db: AsyncSession, principal: Principal, user_id: int, role
     role = await get_role(db, role_id)
     if role.name == "admin" and principal.user_id == user_id:
         raise Conflict("You cannot remove your own admin role", code="self_lockout")
-    if role.name == "admin" and await _admin_count(db) <= 1:
+    user = await db.get(User, user_id)
+    if role.name == "admin" and user is not None and user.is_active and await _admin_count(db) <= 1:
         raise Conflict("The last admin cannot lose the admin role", code="last_admin")
     await db.delete(grant)
     await db.flush()
@@ -195,6 +198,9 @@ async def _admin_count(db: AsyncSession) -> int:
 
 async def is_last_admin(db: AsyncSession, user_id: int) -> bool:
     """Whether deactivating or deleting this user would leave no active admin."""
+    user = await db.get(User, user_id)
+    if user is None or not user.is_active:
+        return False
     roles, _ = await permissions_for(db, user_id)
     return "admin" in roles and await _admin_count(db) <= 1
 

@@ -69,7 +69,7 @@ class Harness:
         async with transaction(self.app[keys.SESSIONS]) as db:
             user = User(
                 username=username,
-                email=extra.pop("email", f"{username}@example.test"),
+                email=extra.pop("email", f"{username}@example.com"),
                 password=await passwords.hash(password),
                 **extra,
             )

@@ -1,0 +1,1 @@
+"""Accounts: login sessions, remember-me and API tokens, password recovery, user administration."""

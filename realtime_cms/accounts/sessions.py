@@ -1,0 +1,150 @@
+"""Bearer credentials: sessions and API tokens resolved to a `Principal`, and their revocation."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.config import Settings
+from realtime_cms.models.auth import ApiToken, RememberToken, User
+from realtime_cms.models.base import Base, utcnow
+from realtime_cms.models.realtime import UserSession
+from realtime_cms.principal import Principal
+from realtime_cms.rbac.service import permissions_for
+from realtime_cms.security.tokens import API_TOKEN_PREFIX, SESSION_PREFIX, hash_token, new_token
+
+# Activity timestamps are written at most this often, so reads don't turn into writes.
+TOUCH_INTERVAL = timedelta(minutes=1)
+_MAX_TOKEN_LENGTH = 200
+Row = TypeVar("Row", bound=Base)
+
+
+async def resolve_principal(
+    db: AsyncSession, token: str, *, settings: Settings, ip: str | None, user_agent: str | None
+) -> Principal | None:
+    """The principal behind a session or API token; None when unknown or no longer valid."""
+    if len(token) > _MAX_TOKEN_LENGTH:
+        return None
+    if token.startswith(SESSION_PREFIX):
+        return await _from_session(db, hash_token(token), settings, ip, user_agent)
+    if token.startswith(API_TOKEN_PREFIX):
+        return await _from_api_token(db, hash_token(token), ip, user_agent)
+    return None
+
+
+async def with_user(
+    db: AsyncSession, model: type[Row], condition: sa.ColumnElement[bool]
+) -> tuple[Row, User] | None:
+    """The row of `model` (a per-user token table) matching `condition`, with its user."""
+    found = (
+        await db.execute(sa.select(model, User).join_from(model, User).where(condition))
+    ).first()
+    return None if found is None else (found[0], found[1])
+
+
+async def _from_session(
+    db: AsyncSession, session_id: str, settings: Settings, ip: str | None, user_agent: str | None
+) -> Principal | None:
+    found = await with_user(db, UserSession, UserSession.id == session_id)
+    if found is None:
+        return None
+    session, user = found
+    now = utcnow()
+    if (
+        not user.is_active
+        or session.created_at is None
+        or now - session.created_at > timedelta(seconds=settings.session_ttl_seconds)
+        or now - session.last_active > timedelta(seconds=settings.session_idle_seconds)
+    ):
+        return None
+    if now - session.last_active >= TOUCH_INTERVAL:
+        session.last_active = now
+        await db.flush()
+    roles, permissions = await permissions_for(db, user.id)
+    return Principal(
+        user.id,
+        user.username,
+        permissions,
+        roles,
+        session_id=session_id,
+        ip=ip,
+        user_agent=user_agent,
+    )
+
+
+async def _from_api_token(
+    db: AsyncSession, token_hash: str, ip: str | None, user_agent: str | None
+) -> Principal | None:
+    found = await with_user(db, ApiToken, ApiToken.token_hash == token_hash)
+    if found is None:
+        return None
+    api_token, user = found
+    now = utcnow()
+    if (
+        not user.is_active
+        or api_token.revoked_at is not None
+        or (api_token.expires_at is not None and api_token.expires_at <= now)
+    ):
+        return None
+    if api_token.last_used_at is None or now - api_token.last_used_at >= TOUCH_INTERVAL:
+        api_token.last_used_at = now
+        await db.flush()
+    roles, permissions = await permissions_for(db, user.id)
+    scoped = permissions & frozenset(api_token.scopes)
+    return Principal(
+        user.id, user.username, scoped, roles, token_id=api_token.id, ip=ip, user_agent=user_agent
+    )
+
+
+async def create_session(
+    db: AsyncSession, user: User, ip: str | None, user_agent: str | None
+) -> str:
+    """Open a login session for `user`; returns the token (only its hash is stored)."""
+    token = new_token(SESSION_PREFIX)
+    now = utcnow()
+    db.add(
+        UserSession(
+            id=hash_token(token),
+            user_id=user.id,
+            ip_address=ip[:45] if ip else None,
+            user_agent=user_agent[:2000] if user_agent else None,
+            last_active=now,
+            created_at=now,
+        )
+    )
+    await db.flush()
+    return token
+
+
+def session_expires_at(created: datetime, settings: Settings) -> datetime:
+    """When a session created at `created` ends at the latest (idleness may end it sooner)."""
+    return created + timedelta(seconds=settings.session_ttl_seconds)
+
+
+async def revoke_session(db: AsyncSession, session_id: str) -> None:
+    """End one login session (by the hash of its token)."""
+    await db.execute(sa.delete(UserSession).where(UserSession.id == session_id))
+
+
+async def revoke_all(
+    db: AsyncSession,
+    user_id: int,
+    *,
+    keep_session: str | None = None,
+    include_api_tokens: bool = True,
+) -> None:
+    """End a user's sessions (except `keep_session`), delete remember tokens, revoke API tokens."""
+    sessions = sa.delete(UserSession).where(UserSession.user_id == user_id)
+    if keep_session is not None:
+        sessions = sessions.where(UserSession.id != keep_session)
+    await db.execute(sessions)
+    await db.execute(sa.delete(RememberToken).where(RememberToken.user_id == user_id))
+    if include_api_tokens:
+        await db.execute(
+            sa.update(ApiToken)
+            .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )

@@ -1,0 +1,69 @@
+"""Helpers shared by the accounts tests: unique names, raw logins, credential sets, DB tweaks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from aiohttp import ClientResponse, ClientSession, CookieJar
+
+from realtime_cms import keys
+from realtime_cms.db import transaction
+from tests.support.harness import PASSWORD, Harness
+
+
+def unique() -> str:
+    """A username no other test of the shared server uses."""
+    return f"u{uuid.uuid4().hex[:12]}"
+
+
+async def post_login(
+    harness: Harness, login: str, password: str = PASSWORD, **extra: Any
+) -> ClientResponse:
+    return await harness.client.post(
+        "/api/v1/auth/login", json={"login": login, "password": password, **extra}
+    )
+
+
+@asynccontextmanager
+async def browser(harness: Harness) -> AsyncIterator[ClientSession]:
+    """A client that keeps cookies like a browser (the harness client keeps none)."""
+    base = str(harness.client.make_url("/"))
+    async with ClientSession(base_url=base, cookie_jar=CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def new_api_token(harness: Harness, session: str, scopes: list[str], **extra: Any) -> Any:
+    return await harness.call(
+        "POST", "/api/v1/auth/tokens", token=session, json={"name": "ci", "scopes": scopes, **extra}
+    )
+
+
+async def execute(harness: Harness, stmt: sa.Executable) -> None:
+    """Change the database behind the API's back (e.g. to make a token expire)."""
+    async with transaction(harness.app[keys.SESSIONS]) as db:
+        await db.execute(stmt)
+
+
+async def sign_in_everywhere(harness: Harness, name: str) -> dict[str, str]:
+    """A session, a remember-me token and an API token of `name`."""
+    signed_in = (await (await post_login(harness, name, remember=True)).json())["data"]
+    created = await new_api_token(harness, signed_in["token"], ["content.view"])
+    assert created.status == 201
+    return {
+        "session": signed_in["token"],
+        "remember": signed_in["remember_token"],
+        "api": (await created.json())["data"]["token"],
+    }
+
+
+async def assert_all_revoked(harness: Harness, tokens: dict[str, str]) -> None:
+    for bearer in (tokens["session"], tokens["api"]):
+        assert (await harness.call("GET", "/api/v1/auth/me", token=bearer)).status == 401
+    remember = await harness.client.post(
+        "/api/v1/auth/remember", json={"token": tokens["remember"]}
+    )
+    assert remember.status == 401

@@ -19,7 +19,13 @@ from realtime_cms.models.base import utcnow
 from realtime_cms.principal import Principal
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.security.passwords import Passwords
-from realtime_cms.security.tokens import ONE_TIME_PREFIX, hash_token, hash_token_short, new_token
+from realtime_cms.security.tokens import (
+    ONE_TIME_PREFIX,
+    hash_token,
+    hash_token_short,
+    matches,
+    new_token,
+)
 
 RESET_ACCEPTED = "If an active account uses that email, a reset link has been sent to it"
 
@@ -87,6 +93,8 @@ async def confirm_reset(
     expires = user.password_reset_expires if user else None
     if user is None or expires is None or expires <= utcnow() or not user.is_active:
         raise invalid
+    if not matches(user.password_reset_token or "", digest):
+        raise invalid
     check_password(new_password, username=user.username, email=user.email)
     hashed = await passwords.hash(new_password)
     # Conditional on the token still being there, so two racing confirmations can't both win.
@@ -148,7 +156,7 @@ async def confirm_verification(db: AsyncSession, principal: Principal, *, token:
     """Mark the email verified with a verification token (once, before it expires)."""
     invalid = Invalid("The verification link is invalid or has expired", code="invalid_token")
     digest = hash_token(token)
-    found = await with_user(db, EmailVerificationToken, EmailVerificationToken.token_hash == digest)
+    found = await with_user(db, EmailVerificationToken, EmailVerificationToken.token_hash, digest)
     if found is None:
         raise invalid
     stored, user = found

@@ -73,7 +73,7 @@ async def exchange(
     if not token or not token.startswith(REMEMBER_PREFIX):
         raise refused
     digest = hash_token(token)
-    found = await with_user(db, RememberToken, RememberToken.token == digest)
+    found = await with_user(db, RememberToken, RememberToken.token, digest)
     if found is None:
         raise refused
     stored, user = found

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from realtime_cms.config import Settings
 from realtime_cms.models.auth import ApiToken, RememberToken, User
@@ -14,7 +15,13 @@ from realtime_cms.models.base import Base, utcnow
 from realtime_cms.models.realtime import UserSession
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.service import permissions_for
-from realtime_cms.security.tokens import API_TOKEN_PREFIX, SESSION_PREFIX, hash_token, new_token
+from realtime_cms.security.tokens import (
+    API_TOKEN_PREFIX,
+    SESSION_PREFIX,
+    hash_token,
+    matches,
+    new_token,
+)
 
 # Activity timestamps are written at most this often, so reads don't turn into writes.
 TOUCH_INTERVAL = timedelta(minutes=1)
@@ -36,19 +43,24 @@ async def resolve_principal(
 
 
 async def with_user(
-    db: AsyncSession, model: type[Row], condition: sa.ColumnElement[bool]
+    db: AsyncSession, model: type[Row], column: InstrumentedAttribute[str], digest: str
 ) -> tuple[Row, User] | None:
-    """The row of `model` (a per-user token table) matching `condition`, with its user."""
+    """The row of a per-user token table whose hash `column` equals `digest`, with its user.
+
+    The index finds the row; the stored hash is then compared in constant time as well.
+    """
     found = (
-        await db.execute(sa.select(model, User).join_from(model, User).where(condition))
+        await db.execute(sa.select(model, User).join_from(model, User).where(column == digest))
     ).first()
-    return None if found is None else (found[0], found[1])
+    if found is None or not matches(getattr(found[0], column.key), digest):
+        return None
+    return found[0], found[1]
 
 
 async def _from_session(
     db: AsyncSession, session_id: str, settings: Settings, ip: str | None, user_agent: str | None
 ) -> Principal | None:
-    found = await with_user(db, UserSession, UserSession.id == session_id)
+    found = await with_user(db, UserSession, UserSession.id, session_id)
     if found is None:
         return None
     session, user = found
@@ -78,7 +90,7 @@ async def _from_session(
 async def _from_api_token(
     db: AsyncSession, token_hash: str, ip: str | None, user_agent: str | None
 ) -> Principal | None:
-    found = await with_user(db, ApiToken, ApiToken.token_hash == token_hash)
+    found = await with_user(db, ApiToken, ApiToken.token_hash, token_hash)
     if found is None:
         return None
     api_token, user = found

@@ -16,12 +16,20 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.auth_context import check_csrf, principal_for
 from realtime_cms import keys
 from realtime_cms.db import transaction
-from realtime_cms.errors import Invalid, NotFound, Unauthorized, Unprocessable, UnsupportedMediaType
+from realtime_cms.errors import (
+    Conflict,
+    Invalid,
+    NotFound,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from realtime_cms.listing import Listing, ListQuery, Page, parse_listing
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
@@ -145,10 +153,16 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
                 authorize(principal, endpoint.permission)
         listing, params = _parse_query(endpoint, request)
         body = await _parse_body(endpoint, request)
-        async with transaction(request.app[keys.SESSIONS]) as db:
-            call = Call(request, principal, db, body=body, query=listing, params=params)
-            result = await endpoint.handler(call)
-            response = _render(endpoint, result)
+        try:
+            async with transaction(request.app[keys.SESSIONS]) as db:
+                call = Call(request, principal, db, body=body, query=listing, params=params)
+                result = await endpoint.handler(call)
+                response = _render(endpoint, result)
+        except IntegrityError as exc:
+            # A uniqueness or reference check lost a race with a concurrent writer.
+            raise Conflict(
+                "The change conflicts with existing data", code="integrity_conflict"
+            ) from exc
         for hook in call.after:
             hook(response)
         return response

@@ -2,11 +2,12 @@
 
 A `Listing` declares which fields a collection exposes; `parse_listing` turns query
 parameters into a validated `ListQuery` (unknown fields, operators or parameters are
-errors, never ignored) and `ListQuery.apply` turns it into SQL.
+errors, never ignored) and `ListQuery.fetch` runs it as SQL.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,18 +37,33 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
+def _parse_int64(raw: str) -> int:
+    # Databases store at most signed 64-bit integers; a larger value must not reach the driver.
+    value = int(raw)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError("out of the 64-bit integer range")
+    return value
+
+
+def _parse_finite(raw: str) -> float:
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
+
+
 def _parse_datetime(raw: str) -> datetime:
     value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 _PARSERS: dict[type, Callable[[str], Any]] = {
-    int: int,
+    int: _parse_int64,
     str: str,
     bool: _parse_bool,
     datetime: _parse_datetime,
     date: date.fromisoformat,
-    float: float,
+    float: _parse_finite,
 }
 
 

@@ -22,8 +22,8 @@ _MYSQL = ("mysql", "mariadb")
 
 
 def utcnow() -> datetime:
-    """The current time as an aware UTC datetime."""
-    return datetime.now(UTC)
+    """The current time as an aware UTC datetime, to the second (what DATETIME stores)."""
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -41,7 +41,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         if value.tzinfo is not None:
             value = value.astimezone(UTC)
-        return value.replace(tzinfo=None)
+        # DATETIME keeps whole seconds on MySQL; truncate everywhere so both backends agree.
+        return value.replace(tzinfo=None, microsecond=0)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

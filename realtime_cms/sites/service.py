@@ -44,6 +44,8 @@ async def create_site(
     site = Site(name=name, domain=domain, is_active=is_active)
     db.add(site)
     await db.flush()
+    # Answer what was stored: MariaDB keeps only whole seconds of the Python-side timestamps.
+    await db.refresh(site)
     await record(db, principal, "site.create", "site", site.id, {"name": name, "domain": domain})
     return site
 
@@ -61,6 +63,7 @@ async def update_site(db: AsyncSession, principal: Principal, site_id: int, **ch
     for key, value in wanted.items():
         setattr(site, key, value)
     await db.flush()
+    await db.refresh(site)
     await record(db, principal, "site.update", "site", site.id, diff)
     return site
 

@@ -55,14 +55,21 @@ async def _socketio(app: web.Application) -> AsyncIterator[None]:
     await app[keys.SIO].shutdown()
 
 
+async def _refuse_root_namespace(sid: str, environ: object, auth: object = None) -> None:
+    raise socketio.exceptions.ConnectionRefusedError("Connect to a feature namespace, not '/'")
+
+
 def _socket_server(settings: Settings) -> socketio.AsyncServer:
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
-    return socketio.AsyncServer(
+    sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=list(settings.allowed_origins),
         max_http_buffer_size=settings.max_body_bytes,
     )
+    # The default namespace serves nothing; refusing it keeps anonymous sockets out.
+    sio.on("connect", _refuse_root_namespace, namespace="/")
+    return sio
 
 
 def create_app(settings: Settings) -> web.Application:

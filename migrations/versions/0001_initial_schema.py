@@ -37,6 +37,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ab_tests")),
         sa.UniqueConstraint("name", name=op.f("uq_ab_tests_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "alert_configurations",
@@ -47,6 +48,7 @@ def upgrade() -> None:
         sa.Column("escalation_after_minutes", sa.Integer(), nullable=True),
         sa.Column("is_active", sa.Boolean(), server_default=sa.text("1"), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_configurations")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "analytics_daily_summaries",
@@ -86,6 +88,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_daily_summaries")),
         sa.UniqueConstraint("summary_date", name=op.f("uq_analytics_daily_summaries_summary_date")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "analytics_failures",
@@ -97,6 +100,7 @@ def upgrade() -> None:
             "failed_at", sa.DateTime(), server_default=sa.func.current_timestamp(), nullable=True
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_failures")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "batch_jobs",
@@ -123,6 +127,7 @@ def upgrade() -> None:
         sa.Column("started_at", sa.DateTime(), nullable=True),
         sa.Column("completed_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_batch_jobs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("batch_jobs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_batch_jobs_status"), ["status"], unique=False)
@@ -149,6 +154,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_categories")),
         sa.UniqueConstraint("slug", name=op.f("uq_categories_slug")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "clients",
@@ -177,6 +183,7 @@ def upgrade() -> None:
             "updated_at", sa.DateTime(), server_default=sa.func.current_timestamp(), nullable=True
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_clients")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("clients", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_clients_email"), ["email"], unique=False)
@@ -200,6 +207,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_content_types")),
         sa.UniqueConstraint("name", name=op.f("uq_content_types_name")),
         sa.UniqueConstraint("slug", name=op.f("uq_content_types_slug")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "document_snapshots",
@@ -239,6 +247,7 @@ def upgrade() -> None:
             "created_at", sa.DateTime(), server_default=sa.func.current_timestamp(), nullable=False
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_document_updates")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("document_updates", schema=None) as batch_op:
         batch_op.create_index(
@@ -261,6 +270,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_federation_nodes")),
         sa.UniqueConstraint("node_url", name=op.f("uq_federation_nodes_node_url")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "human_workers",
@@ -285,6 +295,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_human_workers")),
         sa.UniqueConstraint("email", name=op.f("uq_human_workers_email")),
         sa.UniqueConstraint("username", name=op.f("uq_human_workers_username")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("human_workers", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_human_workers_role"), ["role"], unique=False)
@@ -299,6 +310,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_migrations")),
         sa.UniqueConstraint("migration", name=op.f("uq_migrations_migration")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "notification_batches",
@@ -347,6 +359,7 @@ def upgrade() -> None:
             "updated_at", sa.DateTime(), server_default=sa.func.current_timestamp(), nullable=True
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notification_categories")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "notification_templates",
@@ -359,6 +372,7 @@ def upgrade() -> None:
         sa.Column("variables", sa.JSON(), nullable=True),
         sa.Column("channels", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("template_id", name=op.f("pk_notification_templates")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("notification_templates", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_notification_templates_type"), ["type"], unique=False)
@@ -376,6 +390,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_permissions")),
         sa.UniqueConstraint("name", name=op.f("uq_permissions_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "roles",
@@ -390,6 +405,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_roles")),
         sa.UniqueConstraint("name", name=op.f("uq_roles_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "scaling_rules",
@@ -424,6 +440,7 @@ def upgrade() -> None:
             "created_at", sa.DateTime(), server_default=sa.func.current_timestamp(), nullable=True
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scaling_rules")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "settings",
@@ -452,6 +469,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_settings")),
         sa.UniqueConstraint("key", name=op.f("uq_settings_key")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "sites",
@@ -476,6 +494,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sites")),
         sa.UniqueConstraint("domain", name=op.f("uq_sites_domain")),
         sa.UniqueConstraint("name", name=op.f("uq_sites_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "tags",
@@ -490,6 +509,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_tags")),
         sa.UniqueConstraint("slug", name=op.f("uq_tags_slug")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "worker_permissions",
@@ -504,6 +524,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_worker_permissions")),
         sa.UniqueConstraint("name", name=op.f("uq_worker_permissions_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "worker_processes",
@@ -558,6 +579,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_worker_roles")),
         sa.UniqueConstraint("name", name=op.f("uq_worker_roles_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "workers",
@@ -619,6 +641,7 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_states")),
         sa.UniqueConstraint("name", name=op.f("uq_workflow_states_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "workflows",
@@ -641,6 +664,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflows")),
         sa.UniqueConstraint("name", name=op.f("uq_workflows_name")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "analytics_metrics",
@@ -672,6 +696,7 @@ def upgrade() -> None:
             "metric_date",
             name=op.f("uq_analytics_metrics_site_id_metric_name_metric_date"),
         ),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("analytics_metrics", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_analytics_metrics_site_id"), ["site_id"], unique=False)
@@ -704,6 +729,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_batch_job_items")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("batch_job_items", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_batch_job_items_item_id"), ["item_id"], unique=False)
@@ -737,6 +763,7 @@ def upgrade() -> None:
             "field_name",
             name=op.f("uq_custom_fields_content_type_id_field_name"),
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "federation_incoming",
@@ -758,6 +785,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_federation_incoming")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "federation_outgoing",
@@ -781,6 +809,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_federation_outgoing")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "heartbeat_alerts",
@@ -799,6 +828,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_heartbeat_alerts")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "role_permissions",
@@ -854,6 +884,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("shift_id", name=op.f("pk_shifts")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("shifts", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_shifts_start_time"), ["start_time"], unique=False)
@@ -894,6 +925,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("email", name=op.f("uq_users_email")),
         sa.UniqueConstraint("password_reset_token", name=op.f("uq_users_password_reset_token")),
         sa.UniqueConstraint("username", name=op.f("uq_users_username")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_site_id"), ["site_id"], unique=False)
@@ -914,6 +946,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("log_id", name=op.f("pk_worker_activity_logs")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("worker_activity_logs", schema=None) as batch_op:
         batch_op.create_index(
@@ -991,6 +1024,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_worker_metrics")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("worker_metrics", schema=None) as batch_op:
         batch_op.create_index(
@@ -1036,6 +1070,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_worker_notifications")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("worker_notifications", schema=None) as batch_op:
         batch_op.create_index(
@@ -1118,6 +1153,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_actions")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "workflow_events",
@@ -1142,6 +1178,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_events")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "workflow_triggers",
@@ -1168,6 +1205,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_triggers")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "ab_test_assignments",
@@ -1194,6 +1232,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "test_id", "user_id", name=op.f("uq_ab_test_assignments_test_id_user_id")
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "ai_api_usage",
@@ -1228,6 +1267,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ai_api_usage")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("ai_api_usage", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_ai_api_usage_user_id"), ["user_id"], unique=False)
@@ -1265,6 +1305,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_analytics_events")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("analytics_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -1297,6 +1338,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("api_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_api_tokens_user_id"), ["user_id"], unique=False)
@@ -1325,6 +1367,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_audit_log_user_id_users"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_log")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_log_action_type"), ["action_type"], unique=False)
@@ -1370,6 +1413,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_calendar_connections")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "client_activities",
@@ -1396,6 +1440,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_client_activities")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "content_items",
@@ -1474,6 +1519,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_content_items")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("content_items", schema=None) as batch_op:
         batch_op.create_index(
@@ -1529,6 +1575,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_email_verification_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_email_verification_tokens_token_hash")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("email_verification_tokens", schema=None) as batch_op:
         batch_op.create_index(
@@ -1555,6 +1602,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_federation_conflicts")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "media",
@@ -1581,6 +1629,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_media")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("media", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_media_file_type"), ["file_type"], unique=False)
@@ -1601,6 +1650,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("user_id", name=op.f("pk_notification_preference_cache")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("notification_preference_cache", schema=None) as batch_op:
         batch_op.create_index(
@@ -1637,6 +1687,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notifications")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_notifications_type"), ["type"], unique=False)
@@ -1659,6 +1710,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_presence_events")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("presence_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -1686,6 +1738,7 @@ def upgrade() -> None:
             "entity_id",
             name=op.f("uq_presence_tracking_user_id_entity_type_entity_id"),
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "remember_tokens",
@@ -1704,6 +1757,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_remember_tokens")),
         sa.UniqueConstraint("token", name=op.f("uq_remember_tokens_token")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("remember_tokens", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_remember_tokens_user_id"), ["user_id"], unique=False)
@@ -1758,6 +1812,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_behavior_events")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("user_behavior_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -1801,6 +1856,7 @@ def upgrade() -> None:
             "category_id",
             name=op.f("uq_user_notification_preferences_user_id_category_id"),
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "user_preferences",
@@ -1838,6 +1894,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "user_id", "preference_key", name=op.f("uq_user_preferences_user_id_preference_key")
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "user_roles",
@@ -1917,6 +1974,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "user_id_1", "user_id_2", name=op.f("uq_user_similarity_user_id_1_user_id_2")
         ),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "version_history",
@@ -1950,6 +2008,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_version_history")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("version_history", schema=None) as batch_op:
         batch_op.create_index(
@@ -1977,6 +2036,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ab_test_conversions")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "analytics_content_views",
@@ -2004,6 +2064,7 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "content_id", "view_date", name=op.f("uq_analytics_content_views_content_id_view_date")
         ),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("analytics_content_views", schema=None) as batch_op:
         batch_op.create_index(
@@ -2047,6 +2108,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_content_distribution")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("content_distribution", schema=None) as batch_op:
         batch_op.create_index(
@@ -2136,6 +2198,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_content_workflow")),
         sa.UniqueConstraint("content_id", name=op.f("uq_content_workflow_content_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("content_workflow", schema=None) as batch_op:
         batch_op.create_index(
@@ -2187,6 +2250,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_content_workflow_history")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("content_workflow_history", schema=None) as batch_op:
         batch_op.create_index(
@@ -2242,6 +2306,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_custom_field_values")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("custom_field_values", schema=None) as batch_op:
         batch_op.create_index(
@@ -2287,6 +2352,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_personalization_events")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("personalization_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -2320,6 +2386,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_read_receipts")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("read_receipts", schema=None) as batch_op:
         batch_op.create_index(
@@ -2365,6 +2432,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recommendation_analytics")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("recommendation_analytics", schema=None) as batch_op:
         batch_op.create_index(
@@ -2408,6 +2476,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_recommendation_feedback")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "scheduled_content",
@@ -2483,6 +2552,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scheduled_content")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("scheduled_content", schema=None) as batch_op:
         batch_op.create_index(
@@ -2568,6 +2638,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_content_interactions")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("user_content_interactions", schema=None) as batch_op:
         batch_op.create_index(
@@ -2605,6 +2676,7 @@ def upgrade() -> None:
             ["user_id"], ["users.id"], name=op.f("fk_versions_user_id_users"), ondelete="SET NULL"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_versions")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("versions", schema=None) as batch_op:
         batch_op.create_index(
@@ -2646,6 +2718,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_conflict_resolution")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("conflict_resolution", schema=None) as batch_op:
         batch_op.create_index(
@@ -2703,6 +2776,7 @@ def upgrade() -> None:
             "site_id",
             name=op.f("uq_distributed_content_distribution_id_site_id"),
         ),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("distributed_content", schema=None) as batch_op:
         batch_op.create_index(
@@ -2732,6 +2806,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_distribution_conflicts")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("distribution_conflicts", schema=None) as batch_op:
         batch_op.create_index(
@@ -2763,6 +2838,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_distribution_status")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("distribution_status", schema=None) as batch_op:
         batch_op.create_index(
@@ -2817,6 +2893,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_restoration_audit_log")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("restoration_audit_log", schema=None) as batch_op:
         batch_op.create_index(
@@ -2860,6 +2937,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_version_analytics")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("version_analytics", schema=None) as batch_op:
         batch_op.create_index(
@@ -2926,6 +3004,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_version_analytics_metrics")),
         sa.UniqueConstraint("version_id", name=op.f("uq_version_analytics_metrics_version_id")),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "version_content",
@@ -2963,6 +3042,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_version_content")),
         sa.UniqueConstraint("version_id", name=op.f("uq_version_content_version_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("version_content", schema=None) as batch_op:
         batch_op.create_index(
@@ -3038,6 +3118,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_version_metadata")),
         sa.UniqueConstraint("version_id", name=op.f("uq_version_metadata_version_id")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("version_metadata", schema=None) as batch_op:
         batch_op.create_index(
@@ -3095,6 +3176,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("assignment_id", name=op.f("pk_worker_assignments")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("worker_assignments", schema=None) as batch_op:
         batch_op.create_index(
@@ -3127,6 +3209,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_monitoring")),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("workflow_monitoring", schema=None) as batch_op:
         batch_op.create_index(

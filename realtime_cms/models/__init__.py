@@ -13,7 +13,9 @@ from realtime_cms.models import (
     workers,
     workflows,
 )
-from realtime_cms.models.base import Base
+from realtime_cms.models.base import Base, use_sqlite_autoincrement
+
+use_sqlite_autoincrement(Base.metadata)
 
 __all__ = [
     "Base",

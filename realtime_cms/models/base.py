@@ -112,3 +112,18 @@ class Base(DeclarativeBase):
 
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON(), list[Any]: sa.JSON()}
+
+
+def use_sqlite_autoincrement(metadata: sa.MetaData) -> None:
+    """Never reuse ids on SQLite (as MySQL never does): log cursors and audit ids rely on it."""
+    for table in metadata.tables.values():
+        keys = list(table.primary_key.columns)
+        if len(keys) == 1 and keys[0].autoincrement is not False and _is_integer(keys[0]):
+            table.dialect_options["sqlite"]["autoincrement"] = True
+
+
+def _is_integer(column: sa.Column[Any]) -> bool:
+    try:
+        return column.type.python_type is int
+    except NotImplementedError:
+        return False

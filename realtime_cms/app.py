@@ -9,13 +9,15 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from handlers import routes
+from handlers import collab, routes
 from handlers.middlewares import (
     error_middleware,
     request_id_middleware,
     security_headers_middleware,
 )
 from realtime_cms import keys
+from realtime_cms.collab.manager import RoomLimits, RoomManager
+from realtime_cms.collab.store import UpdateStore
 from realtime_cms.config import Settings
 from realtime_cms.db import create_engine, session_factory
 from realtime_cms.mail import LogMailSender
@@ -48,6 +50,20 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     yield
     if client is not None:
         await client.aclose()
+
+
+async def _collab(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    limits = RoomLimits(
+        max_update_bytes=settings.collab_max_update_bytes,
+        max_awareness_bytes=settings.collab_max_awareness_bytes,
+        max_pending=settings.collab_max_pending,
+        idle_unload_seconds=settings.collab_idle_unload_seconds,
+    )
+    store = UpdateStore(app[keys.SESSIONS], commit_window=settings.collab_commit_window_ms / 1000)
+    async with store, RoomManager(store, limits) as rooms:
+        app[keys.ROOMS] = rooms
+        yield
 
 
 async def _socketio(app: web.Application) -> AsyncIterator[None]:
@@ -85,5 +101,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[keys.SIO] = sio
     routes.setup(app)
-    app.cleanup_ctx.extend([_database, _redis, _socketio])
+    collab.setup(app, sio)
+    # Reverse order on shutdown: sockets close first, then rooms flush, then the database.
+    app.cleanup_ctx.extend([_database, _redis, _collab, _socketio])
     return app

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     # Trust X-Forwarded-For from these proxy addresses only (for the client address).
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     cookie_secure: bool = False
+    # Live documents (see docs/protocol.md for what each bound refuses).
+    collab_max_update_bytes: int = Field(default=256 * 1024, ge=1024)
+    collab_max_awareness_bytes: int = Field(default=64 * 1024, ge=256)
+    collab_max_pending: int = Field(default=1000, ge=1)
+    collab_max_documents: int = Field(default=64, ge=1)
+    collab_max_messages_per_second: int = Field(default=400, ge=1)
+    collab_idle_unload_seconds: float = Field(default=30.0, gt=0)
+    collab_commit_window_ms: float = Field(default=2.0, ge=0)
     db_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
     # OWASP argon2id parameters (m=19 MiB, t=2, p=1); raised by operators, lowered only in tests.

@@ -7,6 +7,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from realtime_cms.collab.manager import RoomManager
 from realtime_cms.config import Settings
 from realtime_cms.db import SessionFactory
 from realtime_cms.mail import MailSender
@@ -21,3 +22,4 @@ SIO = web.AppKey("sio", socketio.AsyncServer)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 MAILER = web.AppKey("mailer", MailSender)
 PASSWORDS = web.AppKey("passwords", Passwords)
+ROOMS = web.AppKey("rooms", RoomManager)

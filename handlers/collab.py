@@ -1,0 +1,223 @@
+"""Socket.IO namespace `/collab`: one connection, many live documents (see docs/protocol.md).
+
+Every event is acknowledged with `{"ok": true, ...}` or `{"ok": false, "error": {"code",
+"message"}}`. Access is checked on join and the room checks the seat's level on every
+update; the session behind the connection is re-validated at least every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import socketio
+from aiohttp import web
+
+from handlers.auth_context import bearer_token
+from realtime_cms import keys
+from realtime_cms.accounts.sessions import resolve_principal
+from realtime_cms.collab.access import Level, document_level
+from realtime_cms.collab.manager import RoomManager
+from realtime_cms.collab.room import DocumentRoom
+from realtime_cms.db import transaction
+from realtime_cms.errors import CMSError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
+from realtime_cms.principal import Principal
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/collab"
+EMPTY_STATE_VECTOR = b"\x00"
+# How long a connection trusts its session and document levels before checking them again.
+REVALIDATE_SECONDS = 5.0
+
+
+@dataclass(eq=False)
+class SocketPeer:
+    """A Socket.IO connection seated in rooms; sends are queued by python-socketio."""
+
+    sid: str
+    principal: Principal
+    token: str
+    sio: socketio.AsyncServer
+    rooms: dict[str, DocumentRoom] = field(default_factory=dict)
+    checked_at: float = field(default_factory=time.monotonic)
+    window_start: float = field(default_factory=time.monotonic)
+    window_count: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.sid
+
+    async def send_update(self, document_id: str, update: bytes) -> None:
+        payload = {"document": document_id, "update": update}
+        await self.sio.emit("update", payload, to=self.sid, namespace=NAMESPACE)
+
+    async def send_awareness(self, document_id: str, awareness_update: bytes) -> None:
+        payload = {"document": document_id, "update": awareness_update}
+        await self.sio.emit("awareness", payload, to=self.sid, namespace=NAMESPACE)
+
+    async def send_level(self, document_id: str, level: Level | None) -> None:
+        if level is None:
+            self.rooms.pop(document_id, None)
+        payload = {"document": document_id, "role": level}
+        await self.sio.emit("permission", payload, to=self.sid, namespace=NAMESPACE)
+
+
+def ok(**data: Any) -> dict[str, Any]:
+    return {"ok": True, **data}
+
+
+def failure(exc: CMSError) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+
+
+def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return str(auth["token"])
+    request: web.Request | None = environ.get("aiohttp.request")
+    return bearer_token(request)[0] if request is not None else None
+
+
+def _field(data: Any, name: str, kind: type) -> Any:
+    if not isinstance(data, dict):
+        raise Invalid("The event payload must be an object", code="invalid_payload")
+    value = data.get(name)
+    if not isinstance(value, kind):
+        raise Invalid(f"`{name}` must be {kind.__name__}", code="invalid_payload")
+    return value
+
+
+class CollabNamespace(socketio.AsyncNamespace):
+    """Live documents over Socket.IO; handlers validate, then hand off to the rooms."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(NAMESPACE)
+        self.app = app
+        self.peers: dict[str, SocketPeer] = {}
+
+    @property
+    def rooms(self) -> RoomManager:
+        return self.app[keys.ROOMS]
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = _token_from(environ, auth)
+        principal = await self._resolve(token, environ) if token else None
+        if principal is None or token is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "unauthorized", "message": "Send a valid token in the auth object"}
+            )
+        self.peers[sid] = SocketPeer(sid, principal, token, self.server)
+
+    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        peer = self.peers.pop(sid, None)
+        if peer is not None:
+            for document_id in list(peer.rooms):
+                await self.rooms.leave(document_id, peer)
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Route every event through one guard: known event, valid session, rate limit, errors."""
+        if event in ("connect", "disconnect"):
+            return await super().trigger_event(event, *args)
+        sid = args[0]
+        handler = getattr(self, f"event_{event}", None)
+        try:
+            peer = await self._checked_peer(sid)
+            if handler is None:
+                raise NotFound(f"Unknown event {event!r}", code="unknown_event")
+            return await handler(peer, args[1] if len(args) > 1 else None)
+        except CMSError as exc:
+            return failure(exc)
+        except Exception:
+            log.exception("collab event %s failed", event)
+            return failure(CMSError("The server failed; the error was logged"))
+
+    async def event_join(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
+        document_id = _field(data, "document", str)
+        vector = data.get("state_vector", b"")
+        if not isinstance(vector, bytes):
+            raise Invalid("`state_vector` must be bytes", code="invalid_payload")
+        if document_id not in peer.rooms and len(peer.rooms) >= self._settings.collab_max_documents:
+            raise Invalid("Too many open documents on this connection", code="too_many_documents")
+        level = await self._level(peer.principal, document_id)
+        if level is None:
+            raise Forbidden("No access to this document", code="no_access")
+        room = await self.rooms.join(document_id, peer, level)
+        peer.rooms[document_id] = room
+        return ok(
+            role=level,
+            update=room.sync_step1_reply(vector or EMPTY_STATE_VECTOR),
+            state_vector=room.state_vector(),
+            awareness=room.awareness_snapshot(),
+        )
+
+    async def event_update(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
+        room = self._room(peer, data)
+        await room.apply_update(peer, _field(data, "update", bytes))
+        return ok()
+
+    async def event_awareness(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
+        room = self._room(peer, data)
+        await room.apply_awareness(peer, _field(data, "update", bytes))
+        return ok()
+
+    async def event_leave(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
+        document_id = _field(data, "document", str)
+        if peer.rooms.pop(document_id, None) is not None:
+            await self.rooms.leave(document_id, peer)
+        return ok()
+
+    @property
+    def _settings(self) -> Any:
+        return self.app[keys.SETTINGS]
+
+    def _room(self, peer: SocketPeer, data: Any) -> DocumentRoom:
+        document_id = _field(data, "document", str)
+        room = peer.rooms.get(document_id)
+        if room is None or self.rooms.get(document_id) is not room:
+            peer.rooms.pop(document_id, None)
+            raise Forbidden("Join the document first", code="not_joined")
+        return room
+
+    async def _checked_peer(self, sid: str) -> SocketPeer:
+        peer = self.peers.get(sid)
+        if peer is None:
+            raise Unauthorized("Not connected", code="unauthorized")
+        now = time.monotonic()
+        if now - peer.window_start >= 1.0:
+            peer.window_start, peer.window_count = now, 0
+        peer.window_count += 1
+        if peer.window_count > self._settings.collab_max_messages_per_second:
+            raise RateLimited("Too many messages; slow down", code="rate_limited")
+        if now - peer.checked_at >= REVALIDATE_SECONDS:
+            await self._revalidate(peer)
+        return peer
+
+    async def _revalidate(self, peer: SocketPeer) -> None:
+        """Re-check the session and every seat's level (roles may have changed meanwhile)."""
+        principal = await self._resolve(peer.token, {})
+        if principal is None:
+            await self.server.disconnect(peer.sid, namespace=NAMESPACE)
+            raise Unauthorized("The session ended", code="session_ended")
+        peer.principal, peer.checked_at = principal, time.monotonic()
+        for document_id, room in list(peer.rooms.items()):
+            level = await self._level(principal, document_id)
+            if level != room.level_of(peer.sid):
+                await room.set_level(peer.sid, level)
+
+    async def _resolve(self, token: str, environ: dict[str, Any]) -> Principal | None:
+        request: web.Request | None = environ.get("aiohttp.request")
+        ip = request.remote if request is not None else None
+        async with transaction(self.app[keys.SESSIONS]) as db:
+            return await resolve_principal(
+                db, token, settings=self._settings, ip=ip, user_agent=None
+            )
+
+    async def _level(self, principal: Principal, document_id: str) -> Level | None:
+        async with transaction(self.app[keys.SESSIONS]) as db:
+            return await document_level(db, principal, document_id)
+
+
+def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
+    sio.register_namespace(CollabNamespace(app))

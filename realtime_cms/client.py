@@ -1,0 +1,177 @@
+"""A Python client for the `/collab` namespace: live pycrdt documents over Socket.IO.
+
+    async with CollabClient("http://127.0.0.1:8080", token) as client:
+        doc = await client.join("content:1")
+        text = doc.doc.get("body", type=pycrdt.Text)
+        text += "hello"
+        await doc.flush()          # every local change acknowledged as durable
+
+Local changes are sent as they happen and acknowledged by the server once committed;
+`flush()` waits for every acknowledgement. Remote changes are applied as they arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+import pycrdt
+import socketio
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "/collab"
+EMPTY_UPDATE = b"\x00\x00"
+
+
+class CollabError(Exception):
+    """The server refused an event; `code` is the stable error code of docs/protocol.md."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _unwrap(reply: Any) -> dict[str, Any]:
+    if not isinstance(reply, dict) or "ok" not in reply:
+        raise CollabError("bad_reply", f"unexpected acknowledgement {reply!r}")
+    if not reply["ok"]:
+        error = reply.get("error") or {}
+        raise CollabError(str(error.get("code")), str(error.get("message")))
+    return reply
+
+
+class ClientDocument:
+    """One joined document: a pycrdt `Doc` kept in sync with the server."""
+
+    def __init__(self, client: CollabClient, document_id: str, role: str) -> None:
+        self.client = client
+        self.document_id = document_id
+        self.role: str | None = role
+        self.doc: pycrdt.Doc = pycrdt.Doc()
+        self._remote = False
+        self._pending: set[asyncio.Task[None]] = set()
+        self.errors: list[CollabError] = []
+        self.doc.observe(self._on_local_change)
+
+    def _on_local_change(self, event: pycrdt.TransactionEvent) -> None:
+        if self._remote or self.role is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(event.update))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, update: bytes) -> None:
+        try:
+            await self.client.call("update", {"document": self.document_id, "update": update})
+        except CollabError as exc:
+            self.errors.append(exc)
+
+    def apply_remote(self, update: bytes) -> None:
+        self._remote = True
+        try:
+            self.doc.apply_update(update)
+        finally:
+            self._remote = False
+
+    async def flush(self) -> None:
+        """Wait until every local change sent so far is acknowledged (or refused)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending))
+
+    async def send_awareness(self, awareness_update: bytes) -> None:
+        await self.client.call(
+            "awareness", {"document": self.document_id, "update": awareness_update}
+        )
+
+    def text(self, name: str = "body") -> str:
+        return str(self.doc.get(name, type=pycrdt.Text))
+
+
+class CollabClient:
+    """A connection to `/collab` carrying any number of documents."""
+
+    def __init__(
+        self, url: str, token: str, *, timeout: float = 30.0, **client_options: Any
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.timeout = timeout
+        self.sio = socketio.AsyncClient(reconnection=False, **client_options)
+        self.documents: dict[str, ClientDocument] = {}
+        self.awareness: list[tuple[str, bytes]] = []
+        self.permissions: list[tuple[str, str | None]] = []
+        self.sio.on("update", self._on_update, namespace=NAMESPACE)
+        self.sio.on("awareness", self._on_awareness, namespace=NAMESPACE)
+        self.sio.on("permission", self._on_permission, namespace=NAMESPACE)
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def connect(self, headers: dict[str, str] | None = None) -> None:
+        await self.sio.connect(
+            self.url,
+            namespaces=[NAMESPACE],
+            auth={"token": self.token},
+            transports=["websocket"],
+            headers=headers or {},
+            wait_timeout=self.timeout,
+        )
+
+    async def close(self) -> None:
+        for document in self.documents.values():
+            await document.flush()
+        await self.sio.disconnect()
+
+    async def call(self, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Emit an event and return its acknowledgement; CollabError when refused."""
+        reply = await self.sio.call(event, payload, namespace=NAMESPACE, timeout=self.timeout)
+        return _unwrap(reply)
+
+    async def join(self, document_id: str) -> ClientDocument:
+        """Join a document, receive its state, and send what only this client has."""
+        document = self.documents.get(document_id)
+        vector = document.doc.get_state() if document else b""
+        reply = await self.call("join", {"document": document_id, "state_vector": vector})
+        if document is None:
+            document = ClientDocument(self, document_id, str(reply["role"]))
+            self.documents[document_id] = document
+        document.role = str(reply["role"])
+        document.apply_remote(reply["update"])
+        missing = document.doc.get_update(reply["state_vector"])
+        if document.role != "read" and missing != EMPTY_UPDATE:
+            await self.call("update", {"document": document_id, "update": missing})
+        return document
+
+    async def leave(self, document_id: str) -> None:
+        document = self.documents.pop(document_id, None)
+        if document is not None:
+            await document.flush()
+        await self.call("leave", {"document": document_id})
+
+    async def _on_update(self, data: dict[str, Any]) -> None:
+        document = self.documents.get(data.get("document", ""))
+        if document is not None and isinstance(data.get("update"), bytes):
+            document.apply_remote(data["update"])
+
+    async def _on_awareness(self, data: dict[str, Any]) -> None:
+        self.awareness.append((str(data.get("document")), bytes(data.get("update", b""))))
+
+    async def _on_permission(self, data: dict[str, Any]) -> None:
+        document_id, role = str(data.get("document")), data.get("role")
+        self.permissions.append((document_id, role))
+        document = self.documents.get(document_id)
+        if document is not None:
+            document.role = role

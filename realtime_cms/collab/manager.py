@@ -1,0 +1,178 @@
+"""The only way to a live document: loads rooms on first join, unloads them when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Self
+
+from realtime_cms.collab.access import Level
+from realtime_cms.collab.room import DocumentRoom, Hooks, Peer, RoomLimits, run_hooks
+from realtime_cms.collab.store import UpdateStore
+from realtime_cms.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Hooks", "RoomLimits", "RoomManager"]
+
+
+class RoomManager:
+    """Open documents by id. Use as `async with RoomManager(store) as rooms:`; starts once.
+
+    A room is loaded from the store on its first join (once, however many join at the
+    same time) and unloaded by a background reaper once it has had no peers for
+    `limits.idle_unload_seconds`; a long log is compacted first. Leaving the block waits
+    for updates in flight and unloads every room. The store must outlive the manager.
+    """
+
+    def __init__(
+        self, store: UpdateStore, limits: RoomLimits | None = None, hooks: Hooks | None = None
+    ) -> None:
+        self.store = store
+        self.limits = limits or RoomLimits()
+        self.hooks = hooks or Hooks()
+        self._rooms: dict[str, DocumentRoom] = {}
+        self._loading: dict[str, asyncio.Task[DocumentRoom]] = {}
+        self._idle_since: dict[str, float] = {}
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    async def __aenter__(self) -> Self:
+        if self._reaper is not None:
+            raise RuntimeError("a RoomManager starts only once")
+        self._reaper = asyncio.create_task(self._reap_forever(), name="room-reaper")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stopped = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        # Loads are reads: let them finish, then unload what they opened too.
+        await asyncio.gather(*list(self._loading.values()), return_exceptions=True)
+        for document_id, room in list(self._rooms.items()):
+            await room.drain()
+            await self._unload(document_id, room, compact=False)
+
+    def get(self, document_id: str) -> DocumentRoom | None:
+        """The loaded room of the document, if any."""
+        return self._rooms.get(document_id)
+
+    @property
+    def rooms(self) -> dict[str, DocumentRoom]:
+        """The loaded rooms by document id (a copy)."""
+        return dict(self._rooms)
+
+    async def join(self, document_id: str, peer: Peer, level: Level) -> DocumentRoom:
+        """Seat `peer` at `level` in the document's room, loading the room if needed.
+
+        The caller has checked access (`access.document_level`). A load failure raises
+        and leaves no room behind, so a later join tries the store again.
+        """
+        while True:
+            room = self._rooms.get(document_id)
+            if room is None:
+                room = await asyncio.shield(self._load_once(document_id))
+            # The reaper may have unloaded a just-loaded room before this joiner resumed.
+            if self._rooms.get(document_id) is room:
+                room.add_peer(peer, level)
+                self._idle_since.pop(document_id, None)
+                return room
+
+    async def leave(self, document_id: str, peer: Peer) -> None:
+        """Remove the peer from the room (a no-op if it is not there)."""
+        room = self._rooms.get(document_id)
+        if room is not None:
+            await room.remove_peer(peer)
+
+    async def apply_remote(self, document_id: str, update: bytes) -> None:
+        """Apply an update another node logged, if the document is loaded here."""
+        room = self._rooms.get(document_id)
+        if room is not None:
+            await room.apply_remote(update)
+
+    async def revoke(self, document_id: str, user_id: int, level: Level | None) -> None:
+        """Apply a user's new level (None: no access) to all their live peers on the document."""
+        room = self._rooms.get(document_id)
+        if room is None:
+            return
+        for peer in room.peers:
+            if peer.principal.user_id == user_id:
+                await room.set_level(peer.id, level)
+
+    def _load_once(self, document_id: str) -> asyncio.Task[DocumentRoom]:
+        if self._stopped or self._reaper is None:
+            raise Unavailable("Live editing is not running", code="collab_stopped")
+        task = self._loading.get(document_id)
+        if task is None:
+            task = asyncio.create_task(self._load(document_id), name=f"load {document_id}")
+            self._loading[document_id] = task
+        return task
+
+    async def _load(self, document_id: str) -> DocumentRoom:
+        try:
+            room = await DocumentRoom.load(
+                document_id, store=self.store, limits=self.limits, hooks=self.hooks
+            )
+            await run_hooks(self.hooks.on_load, document_id, room)
+        except Exception:
+            logger.exception("loading document %s failed", document_id)
+            raise
+        finally:
+            del self._loading[document_id]
+        self._rooms[document_id] = room
+        return room
+
+    async def _reap_forever(self) -> None:
+        """Unload rooms seen idle for the grace period, however their peers left them."""
+        grace = self.limits.idle_unload_seconds
+        interval = min(max(grace / 4, 0.01), 5.0)
+        while True:
+            await asyncio.sleep(interval)
+            now = asyncio.get_running_loop().time()
+            due = []
+            for document_id, room in self._rooms.items():
+                if not room.is_idle:
+                    self._idle_since.pop(document_id, None)
+                elif now - self._idle_since.setdefault(document_id, now) >= grace:
+                    due.append(document_id)
+            for document_id in due:
+                try:
+                    await self._unload_if_idle(document_id)
+                except Exception:  # a bug here must not stop every later unload
+                    logger.exception("unloading document %s failed", document_id)
+
+    async def _unload_if_idle(self, document_id: str) -> None:
+        room = self._rooms.get(document_id)
+        if room is not None and room.is_idle:
+            # Updates in flight land in the log before a new room could load it again.
+            await room.drain()
+        if room is not None and room.is_idle and self._rooms.get(document_id) is room:
+            await self._unload(document_id, room, compact=True)
+
+    async def _unload(self, document_id: str, room: DocumentRoom, *, compact: bool) -> None:
+        """Forget and close a drained room, then compact a long log; never raises."""
+        del self._rooms[document_id]
+        self._idle_since.pop(document_id, None)
+        room.close()
+        if compact:
+            await self._compact_if_long(document_id)
+        await run_hooks(self.hooks.on_unload, document_id)
+
+    async def _compact_if_long(self, document_id: str) -> None:
+        """Fold a long log into the snapshot; on failure the log simply stays as it is."""
+        try:
+            rows, size = await self.store.log_stats(document_id)
+            if rows >= self.limits.compact_min_rows or size >= self.limits.compact_min_bytes:
+                result = await self.store.compact(document_id)
+                logger.info("compacted %s: %s", document_id, result)
+        except Exception:
+            logger.exception("compacting document %s failed; its log is kept", document_id)

@@ -1,0 +1,434 @@
+"""One live document: its CRDT, awareness states and peers; knows nothing of any transport.
+
+Transports implement `Peer` and reach rooms through the `RoomManager`. Every update a peer
+sends is tried on a shadow copy of the document first, logged durably, and only then
+applied to the live document and sent to the other peers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, Protocol
+
+from pycrdt import Doc, merge_updates
+
+from realtime_cms.collab.access import Level, can_write
+from realtime_cms.collab.protocol import (
+    AwarenessEntry,
+    ProtocolError,
+    decode_awareness_update,
+    encode_awareness_update,
+    read_var_uint,
+)
+from realtime_cms.collab.store import (
+    CorruptUpdateError,
+    Rows,
+    StoredDocument,
+    UpdateStore,
+    apply_rows,
+)
+from realtime_cms.errors import Forbidden, Invalid, PayloadTooLarge, Unavailable
+from realtime_cms.principal import Principal
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+# Never swallowed by the guards around pycrdt, whose panics are BaseExceptions too.
+_FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
+# The row id of an update being tried (it has no log id yet), and of one from another node.
+_CANDIDATE = -1
+_REMOTE = 0
+
+
+class Peer(Protocol):
+    """One connection's view of a room, implemented by each transport.
+
+    The `send_*` methods must not wait on the network: queue the message and return (drop
+    a connection that cannot keep up), because rooms call them while holding their lock.
+    `send_level(document_id, None)` means access was revoked; the room has already
+    dropped the peer, and the transport stops serving that document to it.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def principal(self) -> Principal: ...
+
+    async def send_update(self, document_id: str, update: bytes) -> None: ...
+
+    async def send_awareness(self, document_id: str, awareness_update: bytes) -> None: ...
+
+    async def send_level(self, document_id: str, level: Level | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RoomLimits:
+    """Bounds on what peers may send, and when idle rooms are unloaded and compacted."""
+
+    max_update_bytes: int = 256 * 1024
+    max_awareness_bytes: int = 64 * 1024
+    max_pending: int = 1000
+    idle_unload_seconds: float = 30.0
+    compact_min_rows: int = 500
+    compact_min_bytes: int = 1_000_000
+    # Awareness client ids one peer may hold (a browser tab uses one per document).
+    max_awareness_clients: int = 16
+
+
+@dataclass(slots=True)
+class Hooks:
+    """Named lifecycle hooks, run in registration order; a failing hook is only logged.
+
+    Append async callbacks to a list: `on_load(document_id, room)`, `on_change(document_id,
+    update, peer)` (peer None for a remote update), `on_awareness(document_id,
+    awareness_update, peer)`, `on_disconnect(document_id, peer)`, `on_unload(document_id)`.
+    Persistence is not a hook: it is mandatory and happens before `on_change`.
+    """
+
+    on_load: list[Callable[[str, DocumentRoom], Awaitable[None]]] = field(default_factory=list)
+    on_change: list[Callable[[str, bytes, Peer | None], Awaitable[None]]] = field(
+        default_factory=list
+    )
+    on_awareness: list[Callable[[str, bytes, Peer], Awaitable[None]]] = field(default_factory=list)
+    on_disconnect: list[Callable[[str, Peer], Awaitable[None]]] = field(default_factory=list)
+    on_unload: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+
+
+async def run_hooks(
+    callbacks: Sequence[Callable[P, Awaitable[None]]], *args: P.args, **kwargs: P.kwargs
+) -> None:
+    """Await each callback in order; log (never raise) what one of them raises."""
+    for callback in list(callbacks):
+        try:
+            await callback(*args, **kwargs)
+        except Exception:
+            logger.exception("hook %s failed", getattr(callback, "__qualname__", callback))
+
+
+def _check_state_vector(vector: bytes) -> None:
+    """Raise ProtocolError unless `vector` is exactly a lib0 state vector (client, clock)*."""
+    count, pos = read_var_uint(vector, 0)
+    for _ in range(2 * count):
+        _, pos = read_var_uint(vector, pos)
+    if pos != len(vector):
+        raise ProtocolError("malformed_frame", "trailing bytes after the state vector")
+
+
+def _replay(stored: StoredDocument) -> tuple[Doc, Rows]:
+    """Rebuild a document from its log: the doc and the log rows still pending in it."""
+    doc: Doc = Doc()
+    return doc, stored.apply_to(doc)
+
+
+@dataclass(slots=True)
+class _Member:
+    peer: Peer
+    level: Level
+    client_ids: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Accepted:
+    """An update the shadow took: what to log, and what it changed (to send on)."""
+
+    logged: bytes
+    changes: bytes | None
+
+
+def _merged(changes: Sequence[bytes]) -> bytes | None:
+    """One update for the changes of several transactions; None when there were none."""
+    if len(changes) > 1:
+        return merge_updates(*changes)
+    return changes[0] if changes else None
+
+
+class DocumentRoom:
+    """The live state of one open document; create rooms through `RoomManager.join`."""
+
+    def __init__(
+        self,
+        document_id: str,
+        doc: Doc,
+        *,
+        store: UpdateStore,
+        limits: RoomLimits,
+        hooks: Hooks,
+        pending: Sequence[tuple[int, bytes]] = (),
+    ) -> None:
+        self.document_id = document_id
+        self._doc = doc
+        self._store = store
+        self._limits = limits
+        self._hooks = hooks
+        # Log rows whose dependencies have not arrived. Every update re-applies them: pycrdt
+        # does not always integrate a pending update once its dependencies arrive.
+        self._pending: Rows = list(pending)
+        self._shadow: Doc | None = None
+        self._shadow_changes: list[bytes] = []
+        self._members: dict[str, _Member] = {}
+        self._awareness: dict[int, tuple[int, dict[str, Any] | None]] = {}
+        self._owners: dict[int, str] = {}
+        self._lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Future[None]] = set()
+        self._closed = False
+
+    @classmethod
+    async def load(
+        cls, document_id: str, *, store: UpdateStore, limits: RoomLimits, hooks: Hooks
+    ) -> DocumentRoom:
+        """Build the room from the log (snapshot, then updates); errors propagate."""
+        stored = await store.load(document_id)
+        doc, pending = await asyncio.to_thread(_replay, stored)
+        return cls(document_id, doc, store=store, limits=limits, hooks=hooks, pending=pending)
+
+    @property
+    def peers(self) -> list[Peer]:
+        return [member.peer for member in self._members.values()]
+
+    @property
+    def is_idle(self) -> bool:
+        return not self._members
+
+    @property
+    def pending_count(self) -> int:
+        """How many logged updates still wait for their dependencies."""
+        return len(self._pending)
+
+    def level_of(self, peer_id: str) -> Level | None:
+        member = self._members.get(peer_id)
+        return member.level if member else None
+
+    def add_peer(self, peer: Peer, level: Level) -> None:
+        """Seat a peer (or change its level); `RoomManager.join` is the way in."""
+        if self._closed:
+            raise RuntimeError(f"room {self.document_id} is closed")
+        member = self._members.setdefault(peer.id, _Member(peer, level))
+        if member.peer is not peer:
+            raise ValueError(f"another peer has the id {peer.id!r}")
+        member.level = level
+
+    def state_vector(self) -> bytes:
+        return self._doc.get_state()
+
+    def sync_step1_reply(self, state_vector: bytes) -> bytes:
+        """The update a peer with `state_vector` is missing (its sync step 2)."""
+        try:
+            _check_state_vector(state_vector)
+            return self._doc.get_update(state_vector)
+        except _FATAL:
+            raise
+        except BaseException as exc:
+            raise Invalid("Malformed state vector", code="invalid_state_vector") from exc
+
+    async def apply_update(self, peer: Peer, update: bytes) -> None:
+        """Check, log durably, apply and send on a writer's update; returns once durable.
+
+        A cancelled caller does not abandon the update half-way: once it is being logged,
+        it is also applied, so the live document never lags behind the log.
+        """
+        if len(update) > self._limits.max_update_bytes:
+            raise PayloadTooLarge("The update is too large", code="update_too_large")
+        task = asyncio.ensure_future(self._apply_from(peer, update))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+        await asyncio.shield(task)
+
+    async def apply_remote(self, update: bytes) -> None:
+        """Apply an update another node has logged already: checked, not logged again."""
+        await self._apply_from(None, update)
+
+    async def _apply_from(self, peer: Peer | None, update: bytes) -> None:
+        """The update path; `peer` None is a remote update (no access check, no logging)."""
+        async with self._lock:
+            self._check_open()
+            if peer is not None and not can_write(self._require_member(peer).level):
+                raise Forbidden("Read-only access to this document", code="read_only")
+            accepted = self._try_on_shadow(update, cap_pending=peer is not None)
+            if accepted is None:
+                return
+            row_id = _REMOTE if peer is None else await self._log(accepted.logged)
+            self._pending = apply_rows(self._doc, [*self._pending, (row_id, update)])
+            await self._send_changes(accepted, sender=peer)
+        if accepted.changes is not None:
+            await run_hooks(self._hooks.on_change, self.document_id, accepted.changes, peer)
+
+    def _try_on_shadow(self, update: bytes, *, cap_pending: bool) -> _Accepted | None:
+        """Apply to the shadow; None when the update brings nothing new (a duplicate).
+
+        A fully integrated update is logged as the changes it made (a peer's sync step 2
+        repeats what the room has); one left pending is logged as sent, to keep its parts.
+        """
+        shadow = self._shadow_doc()
+        self._shadow_changes.clear()
+        try:
+            waiting = apply_rows(shadow, [*self._pending, (_CANDIDATE, update)])
+            waits = any(row_id == _CANDIDATE for row_id, _ in waiting)
+            if cap_pending and waits and len(waiting) > self._limits.max_pending:
+                raise Invalid("Too many updates wait for missing ones", code="too_many_pending")
+        except BaseException as exc:
+            self._shadow = None
+            if isinstance(exc, CorruptUpdateError):
+                raise Invalid("The update cannot be applied", code="invalid_update") from exc
+            raise
+        changes = _merged(self._shadow_changes)
+        if waits:
+            return _Accepted(update, changes)
+        return None if changes is None else _Accepted(changes, changes)
+
+    def _shadow_doc(self) -> Doc:
+        """The live document's twin (pending rows included), rebuilt after a failure."""
+        if self._shadow is None:
+            shadow: Doc = Doc()
+            shadow.apply_update(self._doc.get_update())
+            apply_rows(shadow, self._pending)
+            # The callback holds the list, not the room: pycrdt objects are invisible to
+            # Python's cycle collector, so room -> shadow -> room would never be freed.
+            changes = self._shadow_changes
+            shadow.observe(lambda event: changes.append(event.update))
+            self._shadow = shadow
+        return self._shadow
+
+    async def _log(self, update: bytes) -> int:
+        """Append durably; returns the log id. Unavailable("store_failed") if that fails."""
+        try:
+            return await self._store.append(self.document_id, update)
+        except BaseException as exc:
+            # The shadow holds the update and the live document will not: rebuild it.
+            self._shadow = None
+            if not isinstance(exc, Exception):
+                raise
+            logger.warning("logging an update of %s failed: %r", self.document_id, exc)
+            raise Unavailable("The update was not saved; retry", code="store_failed") from exc
+
+    async def _send_changes(self, accepted: _Accepted, sender: Peer | None) -> None:
+        if accepted.changes is None:
+            return
+        changes = accepted.changes
+        await self._broadcast(lambda p: p.send_update(self.document_id, changes), sender)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("The document was closed; join it again", code="room_closed")
+
+    def _require_member(self, peer: Peer) -> _Member:
+        member = self._members.get(peer.id)
+        if member is None or member.peer is not peer:
+            raise Forbidden("Join the document first", code="not_joined")
+        return member
+
+    async def apply_awareness(self, peer: Peer, awareness_update: bytes) -> None:
+        """Record and send on a peer's awareness entries (cursors); readers may send them."""
+        member = self._require_member(peer)
+        limit = self._limits.max_awareness_bytes
+        if len(awareness_update) > limit:
+            raise PayloadTooLarge("The awareness update is too large", code="awareness_too_large")
+        entries = decode_awareness_update(awareness_update, max_state_bytes=limit)
+        self._check_ownership(member, entries)
+        accepted = [entry for entry in entries if self._record(member, entry)]
+        if not accepted:
+            return
+        encoded = encode_awareness_update(accepted)
+        await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), peer)
+        await run_hooks(self._hooks.on_awareness, self.document_id, encoded, peer)
+
+    def _check_ownership(self, member: _Member, entries: Sequence[AwarenessEntry]) -> None:
+        """Refuse the whole update if it touches a client id another user's peer holds.
+
+        A peer of the same user may take a client id over: a reconnecting tab keeps its
+        id while the server may not have noticed that its old connection died.
+        """
+        user_id = member.peer.principal.user_id
+        for entry in entries:
+            owner = self._owner_of(entry.client_id)
+            if owner is None or owner is member:
+                continue
+            if user_id is None or owner.peer.principal.user_id != user_id:
+                raise Forbidden("Awareness client id of another peer", code="awareness_not_owned")
+        claimed = member.client_ids | {entry.client_id for entry in entries}
+        if len(claimed) > self._limits.max_awareness_clients:
+            raise Invalid("Too many awareness client ids", code="too_many_awareness_clients")
+
+    def _record(self, member: _Member, entry: AwarenessEntry) -> bool:
+        """Store an entry unless it is stale (as y-protocols decides); claim its client id."""
+        current = self._awareness.get(entry.client_id)
+        if current is not None:
+            clock, state = current
+            removes = entry.state is None and state is not None
+            if entry.clock < clock or (entry.clock == clock and not removes):
+                return False
+        previous = self._owner_of(entry.client_id)
+        if previous is not None:
+            previous.client_ids.discard(entry.client_id)
+        self._awareness[entry.client_id] = (entry.clock, entry.state)
+        self._owners[entry.client_id] = member.peer.id
+        member.client_ids.add(entry.client_id)
+        return True
+
+    def _owner_of(self, client_id: int) -> _Member | None:
+        owner_id = self._owners.get(client_id)
+        return None if owner_id is None else self._members[owner_id]
+
+    def awareness_snapshot(self) -> bytes:
+        """Every present client's state as one awareness update, for a peer that joins."""
+        return encode_awareness_update(
+            [
+                AwarenessEntry(client_id, clock, state)
+                for client_id, (clock, state) in self._awareness.items()
+                if state is not None
+            ]
+        )
+
+    async def remove_peer(self, peer: Peer) -> None:
+        """Drop the peer and tell the others its awareness states are gone (no ghosts)."""
+        member = self._members.get(peer.id)
+        if member is None or member.peer is not peer:
+            return
+        del self._members[peer.id]
+        removed = []
+        for client_id in member.client_ids:
+            clock, state = self._awareness.pop(client_id)
+            del self._owners[client_id]
+            if state is not None:
+                removed.append(AwarenessEntry(client_id, clock + 1, None))
+        if removed:
+            encoded = encode_awareness_update(removed)
+            await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), None)
+        await run_hooks(self._hooks.on_disconnect, self.document_id, peer)
+
+    async def set_level(self, peer_id: str, level: Level | None) -> None:
+        """Change a seated peer's level and tell it; None revokes access and drops it."""
+        member = self._members.get(peer_id)
+        if member is None:
+            return
+        if level is None:
+            await self.remove_peer(member.peer)
+        else:
+            member.level = level
+        await self._send_to(member.peer, lambda p: p.send_level(self.document_id, level))
+
+    async def drain(self) -> None:
+        """Wait until every update handed to the room so far is applied or refused."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+        async with self._lock:  # remote updates run under the lock without a task
+            pass
+
+    def close(self) -> None:
+        """Refuse updates and peers from now on: the room is being unloaded."""
+        self._closed = True
+
+    async def _broadcast(self, send: Callable[[Peer], Awaitable[None]], skip: Peer | None) -> None:
+        for member in list(self._members.values()):
+            if member.peer is not skip:
+                await self._send_to(member.peer, send)
+
+    async def _send_to(self, peer: Peer, send: Callable[[Peer], Awaitable[None]]) -> None:
+        """One peer's transport failing must not stop the room serving the others."""
+        try:
+            await send(peer)
+        except Exception:
+            logger.exception("sending to peer %s on %s failed", peer.id, self.document_id)

@@ -52,17 +52,22 @@ class SocketPeer:
 
     async def send_update(self, document_id: str, update: bytes) -> None:
         payload = {"document": document_id, "update": update}
-        await self.sio.emit("update", payload, to=self.sid, namespace=NAMESPACE)
+        await self._emit("update", payload)
 
     async def send_awareness(self, document_id: str, awareness_update: bytes) -> None:
         payload = {"document": document_id, "update": awareness_update}
-        await self.sio.emit("awareness", payload, to=self.sid, namespace=NAMESPACE)
+        await self._emit("awareness", payload)
 
     async def send_level(self, document_id: str, level: Level | None) -> None:
         if level is None:
             self.rooms.pop(document_id, None)
         payload = {"document": document_id, "role": level}
-        await self.sio.emit("permission", payload, to=self.sid, namespace=NAMESPACE)
+        await self._emit("permission", payload)
+
+    async def _emit(self, event: str, payload: dict[str, Any]) -> None:
+        # Local delivery only: documents cross nodes through the collab relay, not through
+        # Socket.IO's Redis manager (which would publish every per-peer message to Redis).
+        await self.sio.emit(event, payload, to=self.sid, namespace=NAMESPACE, ignore_queue=True)
 
 
 def ok(**data: Any) -> dict[str, Any]:

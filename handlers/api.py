@@ -49,6 +49,8 @@ class Call:
     query: ListQuery | None = None
     params: Any = None
     after: list[Callable[[web.StreamResponse], None]] = field(default_factory=list)
+    # Awaited in order once the transaction has committed (effects of a durable change).
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @property
     def app(self) -> web.Application:
@@ -78,7 +80,11 @@ class Endpoint:
     permission: str | None = None
     public: bool = False
     body: type[BaseModel] | None = None
+    # The handler reads `call.request` itself (e.g. application/octet-stream); no JSON checks.
+    raw_body: bool = False
     response: type[BaseModel] | None = None
+    # The handler answers application/octet-stream itself (documented as binary).
+    raw_response: bool = False
     listing: Listing | None = None
     query: type[BaseModel] | None = None
     status: int = 200
@@ -163,6 +169,8 @@ def _wrap(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamRes
             raise Conflict(
                 "The change conflicts with existing data", code="integrity_conflict"
             ) from exc
+        for effect in call.after_commit:
+            await effect()
         for hook in call.after:
             hook(response)
         return response
@@ -186,6 +194,8 @@ def _parse_query(endpoint: Endpoint, request: web.Request) -> tuple[ListQuery | 
 
 
 async def _parse_body(endpoint: Endpoint, request: web.Request) -> Any:
+    if endpoint.raw_body:
+        return None
     raw = await request.read() if request.can_read_body else b""
     if endpoint.body is None:
         if raw.strip():

@@ -150,6 +150,7 @@ class CollabNamespace(socketio.AsyncNamespace):
             raise Forbidden("No access to this document", code="no_access")
         room = await self.rooms.join(document_id, peer, level)
         peer.rooms[document_id] = room
+        await self.app[keys.PRESENCE].joined(document_id, peer)
         return ok(
             role=level,
             update=room.sync_step1_reply(vector or EMPTY_STATE_VECTOR),

@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from handlers.api import API_KEY, Api, Endpoint
 from realtime_cms import __version__
 
-_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^}]*)?\}")
+_PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _DOCS_PAGE = Path(__file__).resolve().parent.parent / "static" / "api-docs.html"
 _TYPES = {int: "integer", str: "string", bool: "boolean", float: "number"}
 
@@ -55,9 +56,9 @@ def _parameters(endpoint: Endpoint, schemas: _Schemas) -> list[dict[str, Any]]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer" if name.endswith("id") else "string"},
+            "schema": {"type": "integer"} if pattern == r"\d+" else {"type": "string"},
         }
-        for name in _PATH_PARAM.findall(endpoint.path)
+        for name, pattern in _PATH_PARAM.findall(endpoint.path)
     ]
     if endpoint.listing is not None:
         params += [
@@ -114,7 +115,9 @@ def _operation(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
     if endpoint.permission:
         op["x-permission"] = endpoint.permission
     op["security"] = [] if endpoint.public else [{"bearer": []}, {"cookie": []}]
-    if endpoint.body is not None:
+    if endpoint.raw_body:
+        op["requestBody"] = {"required": True, "content": _BINARY}
+    elif endpoint.body is not None:
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schemas.ref(endpoint.body)}},
@@ -130,7 +133,9 @@ def _responses(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
         }
     }
     responses: dict[str, Any] = {}
-    if endpoint.status == 204 or endpoint.response is None and endpoint.method == "DELETE":
+    if endpoint.raw_response:
+        responses[str(endpoint.status)] = {"description": endpoint.summary, "content": _BINARY}
+    elif endpoint.status == 204 or endpoint.response is None and endpoint.method == "DELETE":
         responses["204"] = {"description": "Done"}
     else:
         item = schemas.ref(endpoint.response) if endpoint.response else {}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import audit, auth, health, openapi, pages, roles, sites, users
+from handlers import audit, auth, documents, health, openapi, pages, roles, sites, users
 from handlers.api import Api
 
 # Handler modules declaring REST endpoints; their order is the order of the OpenAPI document.
-ROUTE_TABLES = (auth, users, roles, sites, audit)
+ROUTE_TABLES = (auth, users, roles, sites, audit, documents)
 
 
 def build_api() -> Api:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from functools import partial
 
 import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from handlers import collab, routes
+from handlers import collab, routes, ysocketio, ywebsocket
 from handlers.middlewares import (
     error_middleware,
     request_id_middleware,
@@ -17,9 +18,12 @@ from handlers.middlewares import (
 )
 from realtime_cms import keys
 from realtime_cms.collab.manager import RoomLimits, RoomManager
+from realtime_cms.collab.relay import Relay
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.config import Settings
 from realtime_cms.db import create_engine, session_factory
+from realtime_cms.documents.presence import Presence, registry_for
+from realtime_cms.documents.service import apply_level_change
 from realtime_cms.mail import LogMailSender
 from realtime_cms.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from realtime_cms.security.passwords import Passwords
@@ -62,8 +66,21 @@ async def _collab(app: web.Application) -> AsyncIterator[None]:
     )
     store = UpdateStore(app[keys.SESSIONS], commit_window=settings.collab_commit_window_ms / 1000)
     async with store, RoomManager(store, limits) as rooms:
-        app[keys.ROOMS] = rooms
-        yield
+        relay = Relay(
+            rooms,
+            app[keys.REDIS],
+            prefix=settings.redis_prefix,
+            catchup_seconds=settings.collab_catchup_seconds,
+            on_level_change=partial(apply_level_change, rooms, app[keys.SESSIONS]),
+        )
+        registry = registry_for(app[keys.REDIS], settings.redis_prefix)
+        presence = Presence(app[keys.SESSIONS], registry)
+        presence.attach(rooms.hooks)
+        async with relay, presence:
+            app[keys.ROOMS] = rooms
+            app[keys.RELAY] = relay
+            app[keys.PRESENCE] = presence
+            yield
 
 
 async def _socketio(app: web.Application) -> AsyncIterator[None]:
@@ -82,6 +99,8 @@ def _socket_server(settings: Settings) -> socketio.AsyncServer:
         client_manager=manager,
         cors_allowed_origins=list(settings.allowed_origins),
         max_http_buffer_size=settings.max_body_bytes,
+        # Any namespace may connect; ysocketio's catch-all handler refuses all but `/yjs|<doc>`.
+        namespaces="*",
     )
     # The default namespace serves nothing; refusing it keeps anonymous sockets out.
     sio.on("connect", _refuse_root_namespace, namespace="/")
@@ -102,6 +121,8 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SIO] = sio
     routes.setup(app)
     collab.setup(app, sio)
+    ysocketio.setup(app, sio)
+    ywebsocket.setup(app)
     # Reverse order on shutdown: sockets close first, then rooms flush, then the database.
     app.cleanup_ctx.extend([_database, _redis, _collab, _socketio])
     return app

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     collab_max_messages_per_second: int = Field(default=400, ge=1)
     collab_idle_unload_seconds: float = Field(default=30.0, gt=0)
     collab_commit_window_ms: float = Field(default=2.0, ge=0)
+    # Multi-node: how often each node re-reads the log of documents with peers (a backstop
+    # for relay messages Redis dropped).
+    collab_catchup_seconds: float = Field(default=2.0, gt=0)
     db_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
     # OWASP argon2id parameters (m=19 MiB, t=2, p=1); raised by operators, lowered only in tests.

@@ -8,8 +8,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from realtime_cms.collab.manager import RoomManager
+from realtime_cms.collab.relay import Relay
 from realtime_cms.config import Settings
 from realtime_cms.db import SessionFactory
+from realtime_cms.documents.presence import Presence
 from realtime_cms.mail import MailSender
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.security.passwords import Passwords
@@ -23,3 +25,5 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 MAILER = web.AppKey("mailer", MailSender)
 PASSWORDS = web.AppKey("passwords", Passwords)
 ROOMS = web.AppKey("rooms", RoomManager)
+RELAY = web.AppKey("relay", Relay)
+PRESENCE = web.AppKey("presence", Presence)

@@ -22,6 +22,8 @@ CLI = [sys.executable, "-m", "realtime_cms"]
 def _env(workdir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RCMS_")}
     env.update({"RCMS_ARGON2_MEMORY_KIB": "8192", "RCMS_ARGON2_TIME_COST": "1", **extra})
+    # Run this checkout's code whatever the virtualenv's editable install points at.
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     return env
 
 

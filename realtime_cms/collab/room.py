@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol
 
-from pycrdt import Doc, merge_updates
+from pycrdt import Doc, Subscription, merge_updates
 
 from realtime_cms.collab.access import Level, can_write
 from realtime_cms.collab.protocol import (
@@ -85,7 +85,8 @@ class Hooks:
 
     Append async callbacks to a list: `on_load(document_id, room)`, `on_change(document_id,
     update, peer)` (peer None for a remote update), `on_awareness(document_id,
-    awareness_update, peer)`, `on_disconnect(document_id, peer)`, `on_unload(document_id)`.
+    awareness_update, peer)` (also the removals when a peer leaves; not for awareness another
+    node relayed), `on_disconnect(document_id, peer)`, `on_unload(document_id)`.
     Persistence is not a hook: it is mandatory and happens before `on_change`.
     """
 
@@ -168,6 +169,7 @@ class DocumentRoom:
         # does not always integrate a pending update once its dependencies arrive.
         self._pending: Rows = list(pending)
         self._shadow: Doc | None = None
+        self._shadow_subscription: Subscription | None = None
         self._shadow_changes: list[bytes] = []
         self._members: dict[str, _Member] = {}
         self._awareness: dict[int, tuple[int, dict[str, Any] | None]] = {}
@@ -270,7 +272,7 @@ class DocumentRoom:
             if cap_pending and waits and len(waiting) > self._limits.max_pending:
                 raise Invalid("Too many updates wait for missing ones", code="too_many_pending")
         except BaseException as exc:
-            self._shadow = None
+            self._drop_shadow()
             if isinstance(exc, CorruptUpdateError):
                 raise Invalid("The update cannot be applied", code="invalid_update") from exc
             raise
@@ -288,9 +290,16 @@ class DocumentRoom:
             # The callback holds the list, not the room: pycrdt objects are invisible to
             # Python's cycle collector, so room -> shadow -> room would never be freed.
             changes = self._shadow_changes
-            shadow.observe(lambda event: changes.append(event.update))
+            self._shadow_subscription = shadow.observe(lambda event: changes.append(event.update))
             self._shadow = shadow
         return self._shadow
+
+    def _drop_shadow(self) -> None:
+        """Forget the shadow, unobserved first: pycrdt's observer holds its Doc (Doc -> Rust
+        callback -> Doc), a cycle the collector cannot see, so an observed Doc is never freed."""
+        if self._shadow is not None and self._shadow_subscription is not None:
+            self._shadow.unobserve(self._shadow_subscription)
+        self._shadow, self._shadow_subscription = None, None
 
     async def _log(self, update: bytes) -> int:
         """Append durably; returns the log id. Unavailable("store_failed") if that fails."""
@@ -298,7 +307,7 @@ class DocumentRoom:
             return await self._store.append(self.document_id, update)
         except BaseException as exc:
             # The shadow holds the update and the live document will not: rebuild it.
-            self._shadow = None
+            self._drop_shadow()
             if not isinstance(exc, Exception):
                 raise
             logger.warning("logging an update of %s failed: %r", self.document_id, exc)
@@ -354,18 +363,45 @@ class DocumentRoom:
 
     def _record(self, member: _Member, entry: AwarenessEntry) -> bool:
         """Store an entry unless it is stale (as y-protocols decides); claim its client id."""
-        current = self._awareness.get(entry.client_id)
-        if current is not None:
-            clock, state = current
-            removes = entry.state is None and state is not None
-            if entry.clock < clock or (entry.clock == clock and not removes):
-                return False
+        if self._is_stale(entry):
+            return False
         previous = self._owner_of(entry.client_id)
         if previous is not None:
             previous.client_ids.discard(entry.client_id)
         self._awareness[entry.client_id] = (entry.clock, entry.state)
         self._owners[entry.client_id] = member.peer.id
         member.client_ids.add(entry.client_id)
+        return True
+
+    def _is_stale(self, entry: AwarenessEntry) -> bool:
+        current = self._awareness.get(entry.client_id)
+        if current is None:
+            return False
+        clock, state = current
+        removes = entry.state is None and state is not None
+        return entry.clock < clock or (entry.clock == clock and not removes)
+
+    async def apply_remote_awareness(self, awareness_update: bytes) -> None:
+        """Record and send to every local peer the awareness entries another node relayed.
+
+        Ownership is per node: a relayed entry frees its client id from a local peer (the
+        client moved to another node), so that peer leaving will not remove the entry.
+        """
+        limit = self._limits.max_awareness_bytes
+        entries = decode_awareness_update(awareness_update, max_state_bytes=limit)
+        accepted = [entry for entry in entries if self._record_remote(entry)]
+        if accepted:
+            encoded = encode_awareness_update(accepted)
+            await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), None)
+
+    def _record_remote(self, entry: AwarenessEntry) -> bool:
+        if self._is_stale(entry):
+            return False
+        previous = self._owner_of(entry.client_id)
+        if previous is not None:
+            previous.client_ids.discard(entry.client_id)
+            del self._owners[entry.client_id]
+        self._awareness[entry.client_id] = (entry.clock, entry.state)
         return True
 
     def _owner_of(self, client_id: int) -> _Member | None:
@@ -397,6 +433,7 @@ class DocumentRoom:
         if removed:
             encoded = encode_awareness_update(removed)
             await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), None)
+            await run_hooks(self._hooks.on_awareness, self.document_id, encoded, peer)
         await run_hooks(self._hooks.on_disconnect, self.document_id, peer)
 
     async def set_level(self, peer_id: str, level: Level | None) -> None:
@@ -420,6 +457,7 @@ class DocumentRoom:
     def close(self) -> None:
         """Refuse updates and peers from now on: the room is being unloaded."""
         self._closed = True
+        self._drop_shadow()
 
     async def _broadcast(self, send: Callable[[Peer], Awaitable[None]], skip: Peer | None) -> None:
         for member in list(self._members.values()):

@@ -30,6 +30,11 @@ def _empty(endpoint: Endpoint) -> dict[str, Any] | None:
     return {} if endpoint.body is not None else None
 
 
+def takes_body(endpoint: Endpoint) -> bool:
+    """A JSON body model, or a raw body the handler reads itself (e.g. octet-stream)."""
+    return endpoint.body is not None or endpoint.raw_body
+
+
 def concrete(path: str, value: str = "1") -> str:
     return _PARAM.sub(value, path)
 
@@ -121,7 +126,7 @@ async def test_bad_bodies_get_a_problem_4xx_on_every_route_that_takes_a_body(
 
 async def test_a_body_sent_to_a_route_that_takes_none_is_refused(harness: Harness) -> None:
     for endpoint in endpoints(harness):
-        if endpoint.body is not None or endpoint.method == "GET":
+        if takes_body(endpoint) or endpoint.method == "GET":
             continue
         response = await harness.call(
             endpoint.method,
@@ -131,6 +136,16 @@ async def test_a_body_sent_to_a_route_that_takes_none_is_refused(harness: Harnes
             headers={"Content-Type": "application/json"},
         )
         await assert_problem(response, 400)
+
+
+async def test_routes_taking_raw_bytes_refuse_json(harness: Harness) -> None:
+    raw = [endpoint for endpoint in endpoints(harness) if endpoint.raw_body]
+    for endpoint in raw:
+        response = await harness.call(
+            endpoint.method, concrete(endpoint.path), role="admin", json={"x": 1}
+        )
+        await assert_problem(response, 415)
+    assert raw
 
 
 async def test_list_routes_refuse_unknown_filters_operators_sorts_and_bad_pagination(
@@ -160,7 +175,7 @@ async def test_list_routes_refuse_unknown_filters_operators_sorts_and_bad_pagina
 
 async def test_huge_path_ids_are_not_found_not_a_crash(harness: Harness) -> None:
     for endpoint in endpoints(harness):
-        if "{" not in endpoint.path or endpoint.body is not None:
+        if "{" not in endpoint.path or takes_body(endpoint):
             continue
         response = await harness.call(
             endpoint.method, concrete(endpoint.path, "9" * 30), role="admin"

@@ -168,9 +168,11 @@ class _ServerProcess:
     BINARIES: ClassVar[tuple[str, ...]] = ()
     NAME: ClassVar[str] = "server"
 
-    def __init__(self, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(self, start_timeout: float = START_TIMEOUT, *, port: int = 0) -> None:
+        """`port` 0 picks a free one; a fixed port lets a server be restarted where it was."""
         self.start_timeout = start_timeout
         self.port = 0
+        self._requested_port = port
         self.startup_seconds = 0.0
         self._binaries: dict[str, str] = {}
         self._dir: Path | None = None
@@ -265,7 +267,7 @@ class _ServerProcess:
 
     def _launch_until_ready(self, deadline: float) -> None:
         for attempt in range(1, PORT_ATTEMPTS + 1):
-            self.port = free_port()
+            self.port = self._requested_port or free_port()
             self._launch()
             try:
                 self._wait_ready(deadline)

@@ -1,0 +1,179 @@
+"""Seats for the y-protocols transports: who may sit, re-checks while seated, message rate.
+
+`/ws/<document>` (y-websocket) and `/yjs|<document>` (y-socket.io) each seat one connection
+in one document's room. They admit a caller the way `/collab` does, re-check the session and
+level every few seconds, drop (and log) a read-only seat's updates, because neither provider
+can take a refusal, and keep the awareness states a provider relays back out of the room.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+from aiohttp import web
+
+from realtime_cms import keys
+from realtime_cms.accounts.sessions import resolve_principal
+from realtime_cms.collab.access import Level, document_level
+from realtime_cms.collab.protocol import (
+    decode_awareness_update,
+    encode_awareness_update,
+    read_var_uint,
+)
+from realtime_cms.collab.room import DocumentRoom, Peer
+from realtime_cms.db import transaction
+from realtime_cms.errors import Forbidden, Unauthorized
+from realtime_cms.principal import Principal
+
+log = logging.getLogger(__name__)
+
+# How long a seat trusts its session and level before checking them again (as /collab does).
+REVALIDATE_SECONDS = 5.0
+# A y-websocket reader's sync step 2 when it has nothing the server lacks.
+EMPTY_UPDATE = b"\x00\x00"
+
+SeatEnd = Literal["session_ended", "access_revoked"]
+
+
+class MessageRate:
+    """At most `limit` messages in each one-second window of one connection."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._window_start = time.monotonic()
+        self._count = 0
+
+    def allow(self) -> bool:
+        """Count one message; False once the window holds more than `limit`."""
+        now = time.monotonic()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._count = now, 0
+        self._count += 1
+        return self._count <= self.limit
+
+
+class RelayFilter:
+    """Tells a provider's own awareness news from the states it merely relays back.
+
+    y-websocket and y-socket.io providers send the server every awareness change they
+    apply, other clients' states (and their local timeouts of them) included. Those copies
+    are never newer than what the server sent that provider, while the provider's own
+    entries always are; the room would refuse the copies (another user's client id).
+    """
+
+    def __init__(self) -> None:
+        self._sent: dict[int, int] = {}
+
+    def note_sent(self, awareness_update: bytes) -> None:
+        """Remember the clocks of an awareness update (encoded by the room) sent to the provider."""
+        for client_id, clock in _clocks(awareness_update):
+            if clock > self._sent.get(client_id, -1):
+                self._sent[client_id] = clock
+
+    def own_news(self, awareness_update: bytes, *, max_state_bytes: int) -> bytes | None:
+        """The update without relayed entries (None if nothing is left); ProtocolError if bad."""
+        entries = decode_awareness_update(awareness_update, max_state_bytes=max_state_bytes)
+        own = [entry for entry in entries if entry.clock > self._sent.get(entry.client_id, -1)]
+        if len(own) == len(entries):
+            return awareness_update
+        return encode_awareness_update(own) if own else None
+
+
+def _clocks(awareness_update: bytes) -> Iterator[tuple[int, int]]:
+    """The (client id, clock) pairs of an awareness update, its JSON states skipped."""
+    count, pos = read_var_uint(awareness_update, 0)
+    for _ in range(count):
+        client_id, pos = read_var_uint(awareness_update, pos)
+        clock, pos = read_var_uint(awareness_update, pos)
+        length, pos = read_var_uint(awareness_update, pos)
+        pos += length
+        yield client_id, clock
+
+
+async def admit(
+    app: web.Application,
+    document_id: str,
+    token: str,
+    *,
+    ip: str | None,
+    user_agent: str | None,
+) -> tuple[Principal, Level]:
+    """The caller behind `token` (empty when none was given) and their level on the document.
+
+    Raises Unauthorized (no valid token), Invalid (malformed document id) or
+    Forbidden("no_access").
+    """
+    principal = await _resolve(app, token, ip, user_agent) if token else None
+    if principal is None:
+        raise Unauthorized("Send a valid session or API token", code="unauthorized")
+    level = await _level(app, principal, document_id)
+    if level is None:
+        raise Forbidden("No access to this document", code="no_access")
+    return principal, level
+
+
+async def recheck_seat(
+    app: web.Application,
+    room: DocumentRoom,
+    peer: Peer,
+    *,
+    token: str,
+    ip: str | None,
+    user_agent: str | None,
+) -> SeatEnd | None:
+    """Re-check the session and the seat's level; why the seat ended, or None if it goes on.
+
+    Transports call this every REVALIDATE_SECONDS. A changed level goes through the room,
+    which tells the peer (`send_level`, None when revoked). A check that fails (the database
+    is down) is logged and the seat goes on until the next one.
+    """
+    try:
+        principal = await _resolve(app, token, ip, user_agent)
+        if principal is None:
+            return "session_ended"
+        level = await _level(app, principal, room.document_id)
+    except Exception:
+        log.exception("re-checking seat %s on %s failed", peer.id, room.document_id)
+        return None
+    if level != room.level_of(peer.id):
+        await room.set_level(peer.id, level)
+    return "access_revoked" if level is None else None
+
+
+async def apply_or_drop(room: DocumentRoom, peer: Peer, update: bytes) -> None:
+    """Apply a peer's update durably; a read-only seat's update is dropped and logged.
+
+    Other refusals propagate. y-websocket readers always answer the server's sync step 1
+    with a sync step 2, usually the empty one, so that case is logged at debug level only.
+    """
+    try:
+        await room.apply_update(peer, update)
+    except Forbidden as exc:
+        if exc.code != "read_only":
+            raise
+        level = logging.DEBUG if update == EMPTY_UPDATE else logging.INFO
+        log.log(
+            level,
+            "dropped a %d-byte update from read-only seat %s (user %s) on %s",
+            len(update),
+            peer.id,
+            peer.principal.user_id,
+            room.document_id,
+        )
+
+
+async def _resolve(
+    app: web.Application, token: str, ip: str | None, user_agent: str | None
+) -> Principal | None:
+    async with transaction(app[keys.SESSIONS]) as db:
+        return await resolve_principal(
+            db, token, settings=app[keys.SETTINGS], ip=ip, user_agent=user_agent
+        )
+
+
+async def _level(app: web.Application, principal: Principal, document_id: str) -> Level | None:
+    async with transaction(app[keys.SESSIONS]) as db:
+        return await document_level(db, principal, document_id)

@@ -1,0 +1,319 @@
+"""Relays live document changes between server processes through Redis, with log catch-up.
+
+Each node publishes what its own peers change and applies what the other nodes publish.
+Pub/sub is fire-and-forget: a message is lost while Redis or a subscriber's connection is
+down, or while the room it is for is still loading. So each node also re-reads the update
+log of its open documents (after every (re)subscription, and every `catchup_seconds` for
+rooms with peers) and applies the rows it has not seen. docs/protocol.md, "Multi-node",
+describes the channels and the message format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from realtime_cms.collab.manager import RoomManager
+from realtime_cms.collab.protocol import (
+    ProtocolError,
+    read_var_bytes,
+    read_var_string,
+    read_var_uint,
+    write_var_bytes,
+    write_var_string,
+    write_var_uint,
+)
+from realtime_cms.collab.room import DocumentRoom, Peer
+from realtime_cms.collab.store import Rows
+from realtime_cms.errors import Unavailable
+
+logger = logging.getLogger(__name__)
+
+# `(document_id, user_id)`: that user's level on that document changed on another node.
+LevelCallback = Callable[[str, int], Awaitable[None]]
+
+# Seconds between attempts to subscribe again after losing Redis: doubling up to the cap.
+_MIN_BACKOFF = 0.1
+_MAX_BACKOFF = 5.0
+# Node and document ids are short; this only bounds what a malformed message may claim.
+_MAX_ID_BYTES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RelayMessage:
+    """One message on a relay channel: who sent it, for which document, and the payload."""
+
+    node_id: str
+    document_id: str
+    payload: bytes
+
+
+def encode_message(node_id: str, document_id: str, payload: bytes) -> bytes:
+    """lib0 encoding, as y-protocols uses: varString node, varString document, varUint8Array."""
+    return write_var_string(node_id) + write_var_string(document_id) + write_var_bytes(payload)
+
+
+def decode_message(data: bytes) -> RelayMessage:
+    """The message `encode_message` made; ProtocolError for anything else."""
+    node_id, pos = read_var_string(data, 0, max_len=_MAX_ID_BYTES)
+    document_id, pos = read_var_string(data, pos, max_len=_MAX_ID_BYTES)
+    payload, pos = read_var_bytes(data, pos, max_len=len(data))
+    if pos != len(data):
+        raise ProtocolError("malformed_frame", "trailing bytes after a relay message")
+    return RelayMessage(node_id, document_id, payload)
+
+
+def _user_id(payload: bytes) -> int:
+    user_id, pos = read_var_uint(payload, 0)
+    if pos != len(payload):
+        raise ProtocolError("malformed_frame", "trailing bytes after a user id")
+    return user_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """How far one loaded room has read the log: the highest id, and the last read's rows.
+
+    A row is new when the previous read did not return it: each read returns every row
+    above a floor that only rises, so a row it lacked had not committed yet. Rows are
+    known by id and a hash of their bytes, because the snapshot comes back under the id
+    of the last row it folded, with other bytes.
+    """
+
+    room: DocumentRoom
+    last_id: int = 0
+    seen: frozenset[tuple[int, int]] = frozenset()
+
+    def after(self, rows: Rows) -> _Cursor:
+        """The cursor once `rows` (the whole answer of one read) are applied."""
+        if not rows:
+            return self
+        last_id = max(self.last_id, *(row_id for row_id, _ in rows))
+        return _Cursor(self.room, last_id, frozenset(_key(row) for row in rows))
+
+
+def _key(row: tuple[int, bytes]) -> tuple[int, int]:
+    return row[0], hash(row[1])
+
+
+class Relay:
+    """Keeps one node's open documents in step with the other nodes'; starts once.
+
+    Use as `async with Relay(rooms, redis, prefix=...) as relay:` inside the RoomManager's
+    block. With `redis` None (one process) it does nothing. Otherwise it publishes local
+    changes on `{prefix}collab:updates`, `{prefix}collab:awareness` and (through
+    `publish_level_change`) `{prefix}collab:levels`, applies what other nodes publish there,
+    and catches up from the log. Losing Redis never stops the node: publishing drops what it
+    cannot send, subscribing retries with backoff, and the catch-up fills the gaps.
+    """
+
+    def __init__(
+        self,
+        rooms: RoomManager,
+        redis: Redis | None,
+        *,
+        prefix: str,
+        catchup_seconds: float = 2.0,
+        on_level_change: LevelCallback | None = None,
+        max_queued: int = 1024,
+    ) -> None:
+        self.rooms = rooms
+        self.node_id = secrets.token_hex(8)
+        self._redis = redis
+        self._interval = catchup_seconds
+        self._on_level_change = on_level_change
+        self._updates = f"{prefix}collab:updates"
+        self._awareness = f"{prefix}collab:awareness"
+        self._levels = f"{prefix}collab:levels"
+        self._handlers: dict[bytes, Callable[[RelayMessage], Awaitable[None]]] = {
+            self._updates.encode(): self._apply_update,
+            self._awareness.encode(): self._apply_awareness,
+            self._levels.encode(): self._apply_level_change,
+        }
+        self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(max_queued)
+        self._cursors: dict[str, _Cursor] = {}
+        self._subscribed = asyncio.Event()
+        self._backoff = _MIN_BACKOFF
+        self._dropping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        if self._started:
+            raise RuntimeError("a Relay starts only once")
+        self._started = True
+        if self._redis is None:
+            return self
+        hooks = self.rooms.hooks
+        hooks.on_change.append(self._on_change)
+        hooks.on_awareness.append(self._on_awareness)
+        hooks.on_unload.append(self._on_unload)
+        self._tasks = [
+            asyncio.create_task(self._publish_forever(self._redis), name="relay-publisher"),
+            asyncio.create_task(self._subscribe_forever(self._redis), name="relay-subscriber"),
+            asyncio.create_task(self._catch_up_forever(), name="relay-catch-up"),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            hooks = self.rooms.hooks
+            hooks.on_change.remove(self._on_change)
+            hooks.on_awareness.remove(self._on_awareness)
+            hooks.on_unload.remove(self._on_unload)
+
+    async def publish_level_change(self, document_id: str, user_id: int) -> None:
+        """Tell the other nodes that the user's level on the document changed.
+
+        This node is not told: the caller applies the change here itself.
+        """
+        self._enqueue(self._levels, document_id, write_var_uint(user_id))
+
+    # -- publishing -------------------------------------------------------------
+
+    async def _on_change(self, document_id: str, changes: bytes, peer: Peer | None) -> None:
+        if peer is not None:  # a remote update came from another node: never send it back
+            self._enqueue(self._updates, document_id, changes)
+
+    async def _on_awareness(self, document_id: str, awareness_update: bytes, peer: Peer) -> None:
+        self._enqueue(self._awareness, document_id, awareness_update)
+
+    def _enqueue(self, channel: str, document_id: str, payload: bytes) -> None:
+        """Queue a message for the publisher; hooks must not wait on Redis."""
+        if not self._tasks:
+            return
+        try:
+            self._outbox.put_nowait((channel, encode_message(self.node_id, document_id, payload)))
+        except asyncio.QueueFull:
+            self._start_dropping("the outbox is full")
+
+    async def _publish_forever(self, redis: Redis) -> None:
+        while True:
+            channel, message = await self._outbox.get()
+            try:
+                await redis.publish(channel, message)
+            except (RedisError, OSError) as exc:
+                self._start_dropping(exc)
+                while not self._outbox.empty():
+                    self._outbox.get_nowait()
+            else:
+                if self._dropping:
+                    logger.info("relay publishing again")
+                self._dropping = False
+
+    def _start_dropping(self, reason: object) -> None:
+        """Warn once per outage: what is dropped, the other nodes catch up from the log."""
+        if not self._dropping:
+            logger.warning("relay dropping messages until Redis takes them again: %s", reason)
+        self._dropping = True
+
+    # -- subscribing ------------------------------------------------------------
+
+    async def _subscribe_forever(self, redis: Redis) -> None:
+        while True:
+            try:
+                await self._listen(redis)
+            except (RedisError, OSError) as exc:
+                first = self._backoff == _MIN_BACKOFF
+                logger.log(
+                    logging.WARNING if first else logging.DEBUG,
+                    "relay lost its Redis subscription (%s); retrying in %.1fs",
+                    exc,
+                    self._backoff,
+                )
+            await asyncio.sleep(self._backoff)
+            self._backoff = min(2 * self._backoff, _MAX_BACKOFF)
+
+    async def _listen(self, redis: Redis) -> None:
+        """Subscribe and handle messages until the connection fails (then it raises)."""
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(*self._handlers)
+            while True:
+                message = await pubsub.get_message(timeout=None)
+                if message is not None:
+                    await self._dispatch(message)
+
+    async def _dispatch(self, message: dict[str, Any]) -> None:
+        if message["type"] == "subscribe":
+            # Also after redis-py reconnected on its own: messages may have been lost.
+            if self._backoff > _MIN_BACKOFF:
+                logger.info("relay subscribed to Redis again; catching up")
+            self._backoff = _MIN_BACKOFF
+            self._subscribed.set()
+            return
+        handler = self._handlers.get(message["channel"])
+        if message["type"] != "message" or handler is None:
+            return
+        try:
+            relayed = decode_message(message["data"])
+            if relayed.node_id != self.node_id:
+                await handler(relayed)
+        except Unavailable:
+            pass  # the room is being unloaded; loading it again reads the log
+        except Exception:
+            logger.exception("relay could not handle a message on %r", message["channel"])
+
+    async def _apply_update(self, message: RelayMessage) -> None:
+        await self.rooms.apply_remote(message.document_id, message.payload)
+
+    async def _apply_awareness(self, message: RelayMessage) -> None:
+        room = self.rooms.get(message.document_id)
+        if room is not None:
+            await room.apply_remote_awareness(message.payload)
+
+    async def _apply_level_change(self, message: RelayMessage) -> None:
+        if self._on_level_change is not None:
+            await self._on_level_change(message.document_id, _user_id(message.payload))
+
+    # -- catching up from the log -------------------------------------------------
+
+    async def _catch_up_forever(self) -> None:
+        """Every interval, rooms with peers; after each (re)subscription, every room."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._interval):
+                    await self._subscribed.wait()
+            everything = self._subscribed.is_set()
+            self._subscribed.clear()
+            for document_id, room in self.rooms.rooms.items():
+                if everything or not room.is_idle:
+                    await self._catch_up(document_id, room)
+
+    async def _catch_up(self, document_id: str, room: DocumentRoom) -> None:
+        """Apply the rows of the document's log that the room has not seen; never raises."""
+        cursor = self._cursors.get(document_id)
+        if cursor is None or cursor.room is not room:
+            cursor = _Cursor(room)
+        try:
+            rows = await self.rooms.store.updates_since(document_id, cursor.last_id)
+            for row in rows:
+                if _key(row) not in cursor.seen:
+                    await room.apply_remote(row[1])
+        except Unavailable:
+            return  # the room closed meanwhile
+        except Exception as exc:
+            logger.warning("catching up document %s failed: %r", document_id, exc)
+            return
+        if self.rooms.get(document_id) is room:
+            self._cursors[document_id] = cursor.after(rows)
+
+    async def _on_unload(self, document_id: str) -> None:
+        self._cursors.pop(document_id, None)

@@ -1,0 +1,1 @@
+"""Live documents over REST: content reads, binary state and updates, grants and presence."""

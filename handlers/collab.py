@@ -110,8 +110,9 @@ class CollabNamespace(socketio.AsyncNamespace):
         token = _token_from(environ, auth)
         principal = await self._resolve(token, environ) if token else None
         if principal is None or token is None:
+            message = "Send a valid token in the auth object"
             raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unauthorized", "message": "Send a valid token in the auth object"}
+                "unauthorized", {"code": "unauthorized", "message": message}
             )
         self.peers[sid] = SocketPeer(sid, principal, token, self.server)
 

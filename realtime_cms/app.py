@@ -83,8 +83,8 @@ async def _collab(app: web.Application) -> AsyncIterator[None]:
             yield
 
 
-async def _socketio(app: web.Application) -> AsyncIterator[None]:
-    yield
+async def _close_sockets(app: web.Application) -> None:
+    # On shutdown, before aiohttp waits for open handlers: otherwise live sockets hold it up.
     await app[keys.SIO].shutdown()
 
 
@@ -123,6 +123,7 @@ def create_app(settings: Settings) -> web.Application:
     collab.setup(app, sio)
     ysocketio.setup(app, sio)
     ywebsocket.setup(app)
-    # Reverse order on shutdown: sockets close first, then rooms flush, then the database.
-    app.cleanup_ctx.extend([_database, _redis, _collab, _socketio])
+    # Sockets close on shutdown; cleanup then runs in reverse: rooms flush, then the database.
+    app.cleanup_ctx.extend([_database, _redis, _collab])
+    app.on_shutdown.append(_close_sockets)
     return app

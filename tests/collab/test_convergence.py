@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ TRANSPORTS = ("native", "ywebsocket")
 _documents = (f"notes:convergence-{n}" for n in itertools.count(1))
 
 
-class Replica:
+class Replica(ABC):
     """One client's copy of the document: a pycrdt Doc, sent on as it changes."""
 
     def __init__(self, document_id: str) -> None:
@@ -67,22 +68,22 @@ class Replica:
         self.doc.observe(self._on_change)
 
     @property
-    def connected(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def connected(self) -> bool: ...
 
-    async def connect(self, url: str, token: str) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    async def connect(self, url: str, token: str) -> None: ...
 
+    @abstractmethod
     async def disconnect(self) -> None:
         """Drop the connection at once: changes not yet acknowledged may be lost in transit."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def settle(self) -> None:
         """Wait until every change handed to the connection so far has been sent (or acked)."""
-        raise NotImplementedError
 
-    def send(self, update: bytes) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def send(self, update: bytes) -> None: ...
 
     def state(self) -> tuple[str, dict[str, Any]]:
         return str(self.body), self.fields.to_py() or {}

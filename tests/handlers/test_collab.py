@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,26 +11,10 @@ import pytest
 import socketio
 import sqlalchemy as sa
 
-from realtime_cms import keys
 from realtime_cms.client import CollabClient, CollabError
-from realtime_cms.db import transaction
-from realtime_cms.models.realtime import DocumentPermission, DocumentUpdate
+from realtime_cms.models.realtime import DocumentUpdate
 from tests.support.harness import Harness
-
-_names = itertools.count(1)
-
-
-def new_document() -> str:
-    return f"notes:collab-{next(_names)}"
-
-
-async def grant(harness: Harness, document_id: str, role: str, level: str) -> None:
-    async with transaction(harness.app[keys.SESSIONS]) as db:
-        db.add(
-            DocumentPermission(
-                document_id=document_id, user_id=harness.users[role].id, permission_level=level
-            )
-        )
+from tests.support.live import eventually, grant, new_document
 
 
 @pytest.fixture
@@ -57,14 +40,6 @@ async def connect(
             await client.sio.disconnect()
 
 
-async def eventually(check: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll until `check()` holds; a generous bound, never a timing assertion."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
-
-
 async def test_connecting_without_a_valid_token_is_refused(url: str) -> None:
     for auth in ({"token": "rcs_not-a-real-token"}, {}, None):
         client = socketio.AsyncClient(reconnection=False)
@@ -83,7 +58,7 @@ async def test_a_foreign_origin_is_refused(url: str, harness: Harness) -> None:
 async def test_two_writers_converge_and_every_acked_edit_is_in_the_log(
     harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
 ) -> None:
-    document_id = new_document()
+    document_id = new_document("collab")
     await grant(harness, document_id, "editor", "write")
     await grant(harness, document_id, "author", "write")
     a, b = await connect("editor"), await connect("author")
@@ -113,7 +88,7 @@ async def test_two_writers_converge_and_every_acked_edit_is_in_the_log(
 async def test_a_late_joiner_receives_the_whole_document(
     harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
 ) -> None:
-    document_id = new_document()
+    document_id = new_document("collab")
     await grant(harness, document_id, "editor", "write")
     await grant(harness, document_id, "viewer", "read")
     writer = await (await connect("editor")).join(document_id)
@@ -126,7 +101,7 @@ async def test_a_late_joiner_receives_the_whole_document(
 async def test_a_read_only_seat_cannot_change_the_document(
     harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
 ) -> None:
-    document_id = new_document()
+    document_id = new_document("collab")
     await grant(harness, document_id, "editor", "write")
     await grant(harness, document_id, "viewer", "read")
     writer = await (await connect("editor")).join(document_id)
@@ -146,7 +121,7 @@ async def test_a_read_only_seat_cannot_change_the_document(
 async def test_no_access_and_not_joined_leak_nothing(
     harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
 ) -> None:
-    secret, mine = new_document(), new_document()
+    secret, mine = new_document("collab"), new_document("collab")
     await grant(harness, secret, "editor", "write")
     await grant(harness, mine, "author", "write")
     owner = await (await connect("editor")).join(secret)
@@ -189,7 +164,7 @@ async def test_malformed_events_get_an_error_ack(
 async def test_garbage_updates_are_refused_and_change_nothing(
     harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
 ) -> None:
-    document_id = new_document()
+    document_id = new_document("collab")
     await grant(harness, document_id, "editor", "write")
     client = await connect("editor")
     doc = await client.join(document_id)

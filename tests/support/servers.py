@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -162,7 +163,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-class _ServerProcess:
+class _ServerProcess(ABC):
     """Lifecycle shared by the servers: temp dir, process group, readiness, stop."""
 
     BINARIES: ClassVar[tuple[str, ...]] = ()
@@ -236,16 +237,18 @@ class _ServerProcess:
     # -- hooks for subclasses ---------------------------------------------
 
     def _prepare(self) -> None:
-        """Work done once before the first launch (e.g. initialising a datadir)."""
+        """Work done once before the first launch (e.g. initialising a datadir); optional."""
+        return None
 
-    def _command(self) -> list[str]:
-        raise NotImplementedError
+    @abstractmethod
+    def _command(self) -> list[str]: ...
 
-    def _is_ready(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def _is_ready(self) -> bool: ...
 
     def _after_ready(self) -> None:
-        """Work done once the server answers (e.g. creating a user)."""
+        """Work done once the server answers (e.g. creating a user); optional."""
+        return None
 
     def _log_files(self) -> tuple[Path, ...]:
         return (self.tmpdir / "stdout.log",)

@@ -16,12 +16,11 @@ import socketio
 from aiohttp import web
 
 from handlers.auth_context import bearer_token
+from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, level_for, resolve_token
 from realtime_cms import keys
-from realtime_cms.accounts.sessions import resolve_principal
-from realtime_cms.collab.access import Level, document_level
+from realtime_cms.collab.access import Level
 from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.room import DocumentRoom
-from realtime_cms.db import transaction
 from realtime_cms.errors import CMSError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from realtime_cms.principal import Principal
 
@@ -29,8 +28,6 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/collab"
 EMPTY_STATE_VECTOR = b"\x00"
-# How long a connection trusts its session and document levels before checking them again.
-REVALIDATE_SECONDS = 5.0
 
 
 @dataclass(eq=False)
@@ -41,10 +38,9 @@ class SocketPeer:
     principal: Principal
     token: str
     sio: socketio.AsyncServer
+    rate: MessageRate
     rooms: dict[str, DocumentRoom] = field(default_factory=dict)
     checked_at: float = field(default_factory=time.monotonic)
-    window_start: float = field(default_factory=time.monotonic)
-    window_count: int = 0
 
     @property
     def id(self) -> str:
@@ -114,7 +110,8 @@ class CollabNamespace(socketio.AsyncNamespace):
             raise socketio.exceptions.ConnectionRefusedError(
                 "unauthorized", {"code": "unauthorized", "message": message}
             )
-        self.peers[sid] = SocketPeer(sid, principal, token, self.server)
+        rate = MessageRate(self._settings.collab_max_messages_per_second)
+        self.peers[sid] = SocketPeer(sid, principal, token, self.server, rate)
 
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
         peer = self.peers.pop(sid, None)
@@ -192,10 +189,7 @@ class CollabNamespace(socketio.AsyncNamespace):
         if peer is None:
             raise Unauthorized("Not connected", code="unauthorized")
         now = time.monotonic()
-        if now - peer.window_start >= 1.0:
-            peer.window_start, peer.window_count = now, 0
-        peer.window_count += 1
-        if peer.window_count > self._settings.collab_max_messages_per_second:
+        if not peer.rate.allow():
             raise RateLimited("Too many messages; slow down", code="rate_limited")
         if now - peer.checked_at >= REVALIDATE_SECONDS:
             await self._revalidate(peer)
@@ -216,14 +210,10 @@ class CollabNamespace(socketio.AsyncNamespace):
     async def _resolve(self, token: str, environ: dict[str, Any]) -> Principal | None:
         request: web.Request | None = environ.get("aiohttp.request")
         ip = request.remote if request is not None else None
-        async with transaction(self.app[keys.SESSIONS]) as db:
-            return await resolve_principal(
-                db, token, settings=self._settings, ip=ip, user_agent=None
-            )
+        return await resolve_token(self.app, token, ip, None)
 
     async def _level(self, principal: Principal, document_id: str) -> Level | None:
-        async with transaction(self.app[keys.SESSIONS]) as db:
-            return await document_level(db, principal, document_id)
+        return await level_for(self.app, principal, document_id)
 
 
 def setup(app: web.Application, sio: socketio.AsyncServer) -> None:

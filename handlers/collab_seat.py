@@ -1,4 +1,4 @@
-"""Seats for the y-protocols transports: who may sit, re-checks while seated, message rate.
+"""Seat rules shared by every transport: who may sit, re-checks while seated, message rate.
 
 `/ws/<document>` (y-websocket) and `/yjs|<document>` (y-socket.io) each seat one connection
 in one document's room. They admit a caller the way `/collab` does, re-check the session and
@@ -106,10 +106,10 @@ async def admit(
     Raises Unauthorized (no valid token), Invalid (malformed document id) or
     Forbidden("no_access").
     """
-    principal = await _resolve(app, token, ip, user_agent) if token else None
+    principal = await resolve_token(app, token, ip, user_agent) if token else None
     if principal is None:
         raise Unauthorized("Send a valid session or API token", code="unauthorized")
-    level = await _level(app, principal, document_id)
+    level = await level_for(app, principal, document_id)
     if level is None:
         raise Forbidden("No access to this document", code="no_access")
     return principal, level
@@ -131,10 +131,10 @@ async def recheck_seat(
     is down) is logged and the seat goes on until the next one.
     """
     try:
-        principal = await _resolve(app, token, ip, user_agent)
+        principal = await resolve_token(app, token, ip, user_agent)
         if principal is None:
             return "session_ended"
-        level = await _level(app, principal, room.document_id)
+        level = await level_for(app, principal, room.document_id)
     except Exception:
         log.exception("re-checking seat %s on %s failed", peer.id, room.document_id)
         return None
@@ -165,15 +165,17 @@ async def apply_or_drop(room: DocumentRoom, peer: Peer, update: bytes) -> None:
         )
 
 
-async def _resolve(
+async def resolve_token(
     app: web.Application, token: str, ip: str | None, user_agent: str | None
 ) -> Principal | None:
+    """The principal behind a session or API token, None when it is not (or no longer) valid."""
     async with transaction(app[keys.SESSIONS]) as db:
         return await resolve_principal(
             db, token, settings=app[keys.SETTINGS], ip=ip, user_agent=user_agent
         )
 
 
-async def _level(app: web.Application, principal: Principal, document_id: str) -> Level | None:
+async def level_for(app: web.Application, principal: Principal, document_id: str) -> Level | None:
+    """The principal's level on the document (None: no access), in its own transaction."""
     async with transaction(app[keys.SESSIONS]) as db:
         return await document_level(db, principal, document_id)

@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     # Live documents (see docs/protocol.md for what each bound refuses).
     collab_max_update_bytes: int = Field(default=256 * 1024, ge=1024)
     collab_max_awareness_bytes: int = Field(default=64 * 1024, ge=256)
-    collab_max_pending: int = Field(default=1000, ge=1)
+    collab_max_pending: int = Field(default=100, ge=1)
     collab_max_documents: int = Field(default=64, ge=1)
     collab_max_messages_per_second: int = Field(default=400, ge=1)
     collab_idle_unload_seconds: float = Field(default=30.0, gt=0)

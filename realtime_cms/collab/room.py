@@ -28,6 +28,7 @@ from realtime_cms.collab.store import (
     Rows,
     StoredDocument,
     UpdateStore,
+    apply_after_pending,
     apply_rows,
 )
 from realtime_cms.errors import Forbidden, Invalid, PayloadTooLarge, Unavailable
@@ -71,7 +72,7 @@ class RoomLimits:
 
     max_update_bytes: int = 256 * 1024
     max_awareness_bytes: int = 64 * 1024
-    max_pending: int = 1000
+    max_pending: int = 100
     idle_unload_seconds: float = 30.0
     compact_min_rows: int = 500
     compact_min_bytes: int = 1_000_000
@@ -165,8 +166,9 @@ class DocumentRoom:
         self._store = store
         self._limits = limits
         self._hooks = hooks
-        # Log rows whose dependencies have not arrived. Every update re-applies them: pycrdt
-        # does not always integrate a pending update once its dependencies arrive.
+        # Log rows whose dependencies have not arrived. An update that moves the state vector
+        # re-applies them: pycrdt does not always integrate a pending update once its
+        # dependencies arrive.
         self._pending: Rows = list(pending)
         self._shadow: Doc | None = None
         self._shadow_subscription: Subscription | None = None
@@ -253,7 +255,7 @@ class DocumentRoom:
             if accepted is None:
                 return
             row_id = _REMOTE if peer is None else await self._log(accepted.logged)
-            self._pending = apply_rows(self._doc, [*self._pending, (row_id, update)])
+            self._pending = apply_after_pending(self._doc, self._pending, (row_id, update))
             await self._send_changes(accepted, sender=peer)
         if accepted.changes is not None:
             await run_hooks(self._hooks.on_change, self.document_id, accepted.changes, peer)
@@ -267,7 +269,7 @@ class DocumentRoom:
         shadow = self._shadow_doc()
         self._shadow_changes.clear()
         try:
-            waiting = apply_rows(shadow, [*self._pending, (_CANDIDATE, update)])
+            waiting = apply_after_pending(shadow, self._pending, (_CANDIDATE, update))
             waits = any(row_id == _CANDIDATE for row_id, _ in waiting)
             if cap_pending and waits and len(waiting) > self._limits.max_pending:
                 raise Invalid("Too many updates wait for missing ones", code="too_many_pending")

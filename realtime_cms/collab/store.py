@@ -146,6 +146,23 @@ def apply_rows(doc: Doc, rows: Rows) -> Rows:
     return pending
 
 
+def apply_after_pending(doc: Doc, pending: Rows, row: tuple[int, bytes]) -> Rows:
+    """Apply `row` to a doc holding `pending`; returns what is pending afterwards.
+
+    The pending rows are applied again only when `row` moved the state vector: an update
+    that integrates nothing cannot be what they wait for, so a stream of updates with
+    missing dependencies costs one apply each, not one per pending row.
+    """
+    with _pycrdt_errors("the document's state"):
+        before = doc.get_state()
+    still = apply_rows(doc, [row])
+    with _pycrdt_errors("the document's state"):
+        moved = doc.get_state() != before
+    if not pending or not moved:
+        return [*pending, *still]
+    return apply_rows(doc, [*pending, *still])
+
+
 def _squash(snapshot: bytes, rows: Rows) -> tuple[bytes, bytes, list[int]]:
     """Apply (never `merge_updates`) the snapshot and rows to a fresh Doc: its state, its
     state vector, and the rows it holds entirely (`get_update()` drops pending parts)."""

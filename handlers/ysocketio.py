@@ -178,6 +178,7 @@ class YjsNamespaces(socketio.AsyncNamespace):
         principal, level = await admit(self.app, document_id, token, ip=ip, user_agent=agent)
         peer = YjsPeer(sid, namespace, principal, self.server)
         room = await self.app[keys.ROOMS].join(document_id, peer, level)
+        await self.app[keys.PRESENCE].joined(document_id, peer)
         return _Seat(
             peer, room, MessageRate(self.app[keys.SETTINGS].collab_max_messages_per_second)
         )

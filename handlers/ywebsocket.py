@@ -283,6 +283,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     rooms = request.app[keys.ROOMS]
     room = await rooms.join(document_id, peer, level)
     try:
+        await request.app[keys.PRESENCE].joined(document_id, peer)
         peer.push(sync_step1(room.state_vector()))
         peer.push_awareness(room.awareness_snapshot())
         await ws.prepare(request)

@@ -20,22 +20,7 @@ from realtime_cms.models.analytics import PresenceEvent
 from realtime_cms.models.realtime import PresenceTracking
 from tests.documents.conftest import Connect
 from tests.support.harness import Harness
-from tests.support.live import grant, new_document
-
-
-async def present(harness: Harness, document_id: str) -> dict[str, dict[str, Any]]:
-    response = await harness.call("GET", f"/api/v1/documents/{document_id}/presence", role="admin")
-    body = await response.json()
-    assert response.status == 200, body
-    return {user["username"]: user for user in body["data"]}
-
-
-async def present_soon(harness: Harness, document_id: str, usernames: set[str]) -> None:
-    """Poll (with a generous bound) until exactly these users are present."""
-    deadline = asyncio.get_running_loop().time() + 15
-    while set(await present(harness, document_id)) != usernames:
-        assert asyncio.get_running_loop().time() < deadline, "presence did not settle"
-        await asyncio.sleep(0.05)
+from tests.support.live import grant, new_document, present, present_soon
 
 
 async def events(harness: Harness, document_id: str, user_id: int) -> list[str]:

@@ -21,7 +21,7 @@ from realtime_cms.collab.protocol import (
 from realtime_cms.db import transaction
 from realtime_cms.models.realtime import DocumentPermission
 from tests.support.harness import Harness
-from tests.support.live import eventually, grant, new_document
+from tests.support.live import eventually, grant, new_document, present_soon
 
 UNLIMITED = 1 << 30
 
@@ -271,3 +271,14 @@ async def test_revoked_access_disconnects_the_namespace(harness: Harness, open_y
         )
     await harness.app[keys.ROOMS].revoke(document_id, harness.users["viewer"].id, None)
     await asyncio.wait_for(client.disconnected.wait(), 15)
+
+
+async def test_a_connection_is_presence_until_it_closes(harness: Harness, open_yjs: Open) -> None:
+    document_id = new_document("presence")
+    await grant(harness, document_id, "editor", "write")
+    await grant(harness, document_id, "viewer", "read")
+    client = await open_yjs(document_id, "editor")
+    await open_yjs(document_id, "viewer")
+    await present_soon(harness, document_id, {"editor1", "viewer1"})
+    await client.sio.disconnect()
+    await present_soon(harness, document_id, {"viewer1"})

@@ -37,7 +37,7 @@ from realtime_cms.db import transaction
 from realtime_cms.models.realtime import DocumentPermission, DocumentUpdate
 from realtime_cms.principal import Principal
 from tests.support.harness import Harness
-from tests.support.live import eventually, grant, new_document
+from tests.support.live import eventually, grant, new_document, present_soon
 
 UNLIMITED = 1 << 30
 
@@ -398,3 +398,14 @@ def test_a_denial_is_sent_after_the_queued_frames_and_the_first_close_wins() -> 
     queued = [peer.outbox.get_nowait() for _ in range(peer.outbox.qsize())]
     assert queued[0] == b"frame" and decode_message(queued[1], max_update_bytes=99).kind == 2
     assert queued[2] == Close(ACCESS_REVOKED, "access_revoked")
+
+
+async def test_a_connection_is_presence_until_it_closes(harness: Harness, open_ws: Open) -> None:
+    document_id = new_document("presence")
+    await grant(harness, document_id, "editor", "write")
+    await grant(harness, document_id, "viewer", "read")
+    client = await open_ws(document_id, "editor")
+    await open_ws(document_id, "viewer")
+    await present_soon(harness, document_id, {"editor1", "viewer1"})
+    await client.ws.close()
+    await present_soon(harness, document_id, {"viewer1"})

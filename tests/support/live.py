@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 from realtime_cms import keys
 from realtime_cms.db import transaction
@@ -35,3 +36,19 @@ async def eventually(check: Callable[[], bool], within: float = 15.0) -> None:
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "condition not reached in time"
         await asyncio.sleep(0.02)
+
+
+async def present(harness: Harness, document_id: str) -> dict[str, dict[str, Any]]:
+    """Who `GET /documents/<id>/presence` lists, by username."""
+    response = await harness.call("GET", f"/api/v1/documents/{document_id}/presence", role="admin")
+    body = await response.json()
+    assert response.status == 200, body
+    return {user["username"]: user for user in body["data"]}
+
+
+async def present_soon(harness: Harness, document_id: str, usernames: set[str]) -> None:
+    """Poll (with a generous bound) until exactly these users are present."""
+    deadline = asyncio.get_running_loop().time() + 15
+    while set(await present(harness, document_id)) != usernames:
+        assert asyncio.get_running_loop().time() < deadline, "presence did not settle"
+        await asyncio.sleep(0.05)

@@ -4,11 +4,38 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from handlers import audit, auth, documents, health, openapi, pages, roles, sites, users
+from handlers import (
+    audit,
+    auth,
+    content_items,
+    content_types,
+    delivery,
+    documents,
+    health,
+    openapi,
+    pages,
+    roles,
+    sites,
+    taxonomy,
+    users,
+    versions,
+)
 from handlers.api import Api
 
 # Handler modules declaring REST endpoints; their order is the order of the OpenAPI document.
-ROUTE_TABLES = (auth, users, roles, sites, audit, documents)
+ROUTE_TABLES = (
+    auth,
+    users,
+    roles,
+    sites,
+    audit,
+    content_types,
+    taxonomy,
+    content_items,
+    versions,
+    delivery,
+    documents,
+)
 
 
 def build_api() -> Api:

@@ -1,0 +1,7 @@
+"""REST for content types."""
+
+from __future__ import annotations
+
+from handlers.api import Routes
+
+routes = Routes("content types")

@@ -1,0 +1,7 @@
+"""REST for versions."""
+
+from __future__ import annotations
+
+from handlers.api import Routes
+
+routes = Routes("versions")

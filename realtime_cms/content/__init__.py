@@ -1,0 +1,1 @@
+"""Content items, their custom field values and the rules that check them."""

@@ -1,0 +1,1 @@
+"""Content versions: compact storage, history, diffs, restores, autosave and retention."""

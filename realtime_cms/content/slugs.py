@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from realtime_cms.errors import Conflict
+
 # What every stored slug looks like: lowercase words of a-z0-9 joined by single hyphens.
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 _SLUG = re.compile(SLUG_PATTERN)
@@ -70,3 +72,20 @@ async def unique_slug(
             if candidate not in taken:
                 return candidate
         first += _BATCH
+
+
+async def claim_slug(
+    db: AsyncSession,
+    column: InstrumentedAttribute[str],
+    *,
+    wanted: str | None,
+    name: str,
+    scope: Iterable[sa.ColumnElement[bool]] = (),
+    exclude_id: int | None = None,
+) -> str:
+    """The slug a caller asked for (Conflict `slug_exists` when taken), else one from `name`."""
+    if wanted is None:
+        return await unique_slug(db, column, name, scope=scope, exclude_id=exclude_id)
+    if await unique_slug(db, column, wanted, scope=scope, exclude_id=exclude_id) != wanted:
+        raise Conflict(f"The slug {wanted!r} is taken", code="slug_exists")
+    return wanted

@@ -21,12 +21,15 @@ from realtime_cms.collab.manager import RoomLimits, RoomManager
 from realtime_cms.collab.relay import Relay
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.config import Settings
+from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import create_engine, session_factory
 from realtime_cms.documents.presence import Presence, registry_for
 from realtime_cms.documents.service import apply_level_change
 from realtime_cms.mail import LogMailSender
 from realtime_cms.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from realtime_cms.security.passwords import Passwords
+from realtime_cms.versions.autosave import Autosave
+from realtime_cms.versions.retention import Policy, Retention
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,40 @@ async def _collab(app: web.Application) -> AsyncIterator[None]:
             yield
 
 
+async def _content(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    binding = ContentBinding(
+        app[keys.ROOMS],
+        app[keys.SESSIONS],
+        app[keys.RELAY],
+        debounce_seconds=settings.content_store_debounce_seconds,
+        max_wait_seconds=settings.content_store_max_wait_seconds,
+    )
+    async with binding:
+        app[keys.CONTENT] = binding
+        yield
+
+
+async def _versions(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    autosave = Autosave(
+        app[keys.SESSIONS],
+        app[keys.CONTENT],
+        quiet_seconds=settings.version_autosave_quiet_seconds,
+        every_changes=settings.version_autosave_every_changes,
+    )
+    autosave.attach(app[keys.ROOMS].hooks)
+    policy = Policy(
+        keep=settings.version_autosave_keep, max_age_days=settings.version_autosave_max_age_days
+    )
+    retention = Retention(
+        app[keys.SESSIONS], policy, interval_seconds=settings.version_retention_interval_seconds
+    )
+    async with autosave, retention:
+        app[keys.AUTOSAVE] = autosave
+        yield
+
+
 async def _close_sockets(app: web.Application) -> None:
     # On shutdown, before aiohttp waits for open handlers: otherwise live sockets hold it up.
     await app[keys.SIO].shutdown()
@@ -124,6 +161,6 @@ def create_app(settings: Settings) -> web.Application:
     ysocketio.setup(app, sio)
     ywebsocket.setup(app)
     # Sockets close on shutdown; cleanup then runs in reverse: rooms flush, then the database.
-    app.cleanup_ctx.extend([_database, _redis, _collab])
+    app.cleanup_ctx.extend([_database, _redis, _collab, _content, _versions])
     app.on_shutdown.append(_close_sockets)
     return app

@@ -60,6 +60,18 @@ class Settings(BaseSettings):
     # Multi-node: how often each node re-reads the log of documents with peers (a backstop
     # for relay messages Redis dropped).
     collab_catchup_seconds: float = Field(default=2.0, gt=0)
+    # Content documents are written into SQL once edits pause this long, and at the latest
+    # this long after the first unwritten edit (docs/protocol.md, "Content documents").
+    content_store_debounce_seconds: float = Field(default=1.0, ge=0)
+    content_store_max_wait_seconds: float = Field(default=10.0, ge=0)
+    # Versions (docs/rest.md, "Versions"): an autosave once a live content document has been
+    # quiet this long or took this many updates; retention keeps the newest `keep` autosaves
+    # of each item and none older than `max_age_days` (0: no age limit), checked this often.
+    version_autosave_quiet_seconds: float = Field(default=30.0, gt=0)
+    version_autosave_every_changes: int = Field(default=1000, ge=1)
+    version_autosave_keep: int = Field(default=50, ge=0)
+    version_autosave_max_age_days: float = Field(default=30.0, ge=0)
+    version_retention_interval_seconds: float = Field(default=3600.0, gt=0)
     db_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
     # OWASP argon2id parameters (m=19 MiB, t=2, p=1); raised by operators, lowered only in tests.

@@ -10,11 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.relay import Relay
 from realtime_cms.config import Settings
+from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import SessionFactory
 from realtime_cms.documents.presence import Presence
 from realtime_cms.mail import MailSender
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.security.passwords import Passwords
+from realtime_cms.versions.autosave import Autosave
 
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
@@ -27,3 +29,5 @@ PASSWORDS = web.AppKey("passwords", Passwords)
 ROOMS = web.AppKey("rooms", RoomManager)
 RELAY = web.AppKey("relay", Relay)
 PRESENCE = web.AppKey("presence", Presence)
+CONTENT = web.AppKey("content", ContentBinding)
+AUTOSAVE = web.AppKey("autosave", Autosave)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -15,7 +16,11 @@ from realtime_cms.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Hooks", "RoomLimits", "RoomManager"]
+__all__ = ["Hooks", "RoomLimits", "RoomManager", "Seed"]
+
+# Called with a document id before its room loads; may give a document that has no stored
+# state its first one (`UpdateStore.initialise`). Unlike hooks, an error fails the load.
+Seed = Callable[[str], Awaitable[None]]
 
 
 class RoomManager:
@@ -25,6 +30,7 @@ class RoomManager:
     same time) and unloaded by a background reaper once it has had no peers for
     `limits.idle_unload_seconds`; a long log is compacted first. Leaving the block waits
     for updates in flight and unloads every room. The store must outlive the manager.
+    `seed`, if set, runs before every load (see `Seed`).
     """
 
     def __init__(
@@ -33,6 +39,7 @@ class RoomManager:
         self.store = store
         self.limits = limits or RoomLimits()
         self.hooks = hooks or Hooks()
+        self.seed: Seed | None = None
         self._rooms: dict[str, DocumentRoom] = {}
         self._loading: dict[str, asyncio.Task[DocumentRoom]] = {}
         self._idle_since: dict[str, float] = {}
@@ -99,6 +106,18 @@ class RoomManager:
         if room is not None:
             await room.apply_remote(update)
 
+    async def remove(self, document_id: str) -> None:
+        """The document no longer exists: drop its peers (each told: level None), unload its
+        room here now, and delete its log and snapshot."""
+        room = self._rooms.get(document_id)
+        if room is not None:
+            for peer in room.peers:
+                await room.set_level(peer.id, None)
+            await room.drain()
+            if self._rooms.get(document_id) is room:
+                await self._unload(document_id, room, compact=False)
+        await self.store.delete(document_id)
+
     async def revoke(self, document_id: str, user_id: int, level: Level | None) -> None:
         """Apply a user's new level (None: no access) to all their live peers on the document."""
         room = self._rooms.get(document_id)
@@ -119,6 +138,8 @@ class RoomManager:
 
     async def _load(self, document_id: str) -> DocumentRoom:
         try:
+            if self.seed is not None:
+                await self.seed(document_id)
             room = await DocumentRoom.load(
                 document_id, store=self.store, limits=self.limits, hooks=self.hooks
             )

@@ -110,8 +110,9 @@ class Relay:
 
     Use as `async with Relay(rooms, redis, prefix=...) as relay:` inside the RoomManager's
     block. With `redis` None (one process) it does nothing. Otherwise it publishes local
-    changes on `{prefix}collab:updates`, `{prefix}collab:awareness` and (through
-    `publish_level_change`) `{prefix}collab:levels`, applies what other nodes publish there,
+    changes on `{prefix}collab:updates`, `{prefix}collab:awareness`, (through
+    `publish_level_change`) `{prefix}collab:levels` and (through `publish_removal`)
+    `{prefix}collab:removed`, applies what other nodes publish there,
     and catches up from the log. Losing Redis never stops the node: publishing drops what it
     cannot send, subscribing retries with backoff, and the catch-up fills the gaps.
     """
@@ -134,10 +135,12 @@ class Relay:
         self._updates = f"{prefix}collab:updates"
         self._awareness = f"{prefix}collab:awareness"
         self._levels = f"{prefix}collab:levels"
+        self._removed = f"{prefix}collab:removed"
         self._handlers: dict[bytes, Callable[[RelayMessage], Awaitable[None]]] = {
             self._updates.encode(): self._apply_update,
             self._awareness.encode(): self._apply_awareness,
             self._levels.encode(): self._apply_level_change,
+            self._removed.encode(): self._apply_removal,
         }
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(max_queued)
         self._cursors: dict[str, _Cursor] = {}
@@ -186,6 +189,14 @@ class Relay:
         This node is not told: the caller applies the change here itself.
         """
         self._enqueue(self._levels, document_id, write_var_uint(user_id))
+
+    async def publish_awareness(self, document_id: str, awareness_update: bytes) -> None:
+        """Send awareness this node made itself (not a peer's) to the other nodes."""
+        self._enqueue(self._awareness, document_id, awareness_update)
+
+    async def publish_removal(self, document_id: str) -> None:
+        """Tell the other nodes that the document was removed (`RoomManager.remove`)."""
+        self._enqueue(self._removed, document_id, b"")
 
     # -- publishing -------------------------------------------------------------
 
@@ -282,6 +293,9 @@ class Relay:
     async def _apply_level_change(self, message: RelayMessage) -> None:
         if self._on_level_change is not None:
             await self._on_level_change(message.document_id, _user_id(message.payload))
+
+    async def _apply_removal(self, message: RelayMessage) -> None:
+        await self.rooms.remove(message.document_id)
 
     # -- catching up from the log -------------------------------------------------
 

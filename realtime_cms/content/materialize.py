@@ -1,0 +1,207 @@
+"""A content item's content as one value, read from its SQL rows and written back to them.
+
+`ContentState` is an item's body and fields (title, excerpt, slug and custom field values)
+as the live document `content:<id>` holds them. `materialize` writes a state into
+`content_items` and `custom_field_values`, validating every value first: an invalid one is
+not written (the last valid value stays) and is reported by field name instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.content.fields import (
+    MAX_TEXT,
+    FieldSpec,
+    FieldValueError,
+    check_value,
+    decode_value,
+    encode_value,
+)
+from realtime_cms.content.slugs import is_slug
+from realtime_cms.models.content import ContentItem, CustomField, CustomFieldValue
+
+# The fields every item has, stored in `content_items` columns of the same names.
+STANDARD_FIELDS = ("title", "excerpt", "slug")
+TITLE_MAX = 255
+SLUG_MAX = 255
+# Yjs hands every number over as a float; whole numbers up to here are integers.
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def plain(value: Any) -> Any:
+    """A field value as plain JSON data: whole floats as integers, containers copied."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= _MAX_SAFE_INTEGER:
+        return int(value)
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(item) for item in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ContentState:
+    """An item's content: the Markdown body and the fields by name (absent: no value)."""
+
+    body: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, body: str | None, fields: Mapping[str, Any]) -> ContentState:
+        """The canonical state: None values dropped, numbers as JSON gives them back."""
+        return cls(body or "", {k: plain(v) for k, v in fields.items() if v is not None})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What `materialize` did: whether the item exists, what changed, what it refused."""
+
+    found: bool
+    changed: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+async def definitions(db: AsyncSession, content_type_id: int) -> dict[str, CustomField]:
+    """The type's custom field definitions by field name."""
+    rows = await db.scalars(
+        sa.select(CustomField).where(CustomField.content_type_id == content_type_id)
+    )
+    return {row.field_name: row for row in rows}
+
+
+async def _stored_values(db: AsyncSession, item_id: int) -> dict[int, CustomFieldValue]:
+    """The item's value rows by custom field id (the first row of each field)."""
+    rows = await db.scalars(
+        sa.select(CustomFieldValue)
+        .where(CustomFieldValue.content_item_id == item_id)
+        .order_by(CustomFieldValue.id)
+    )
+    values: dict[int, CustomFieldValue] = {}
+    for row in rows:
+        values.setdefault(row.custom_field_id, row)
+    return values
+
+
+async def sql_state(db: AsyncSession, item_id: int) -> ContentState | None:
+    """The item's content as its SQL rows hold it; None if there is no such item."""
+    item = await db.get(ContentItem, item_id)
+    if item is None:
+        return None
+    fields: dict[str, Any] = {"title": item.title, "excerpt": item.excerpt, "slug": item.slug}
+    names = {row.id: name for name, row in (await definitions(db, item.content_type_id)).items()}
+    for field_id, row in (await _stored_values(db, item_id)).items():
+        if field_id in names:
+            fields[names[field_id]] = decode_value(row.field_value)
+    return ContentState.of(item.content_body, fields)
+
+
+def _check_title(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise FieldValueError("a title is required")
+    if len(value) > TITLE_MAX:
+        raise FieldValueError(f"at most {TITLE_MAX} characters")
+    return value
+
+
+def _check_excerpt(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise FieldValueError("expected text")
+    if value is not None and len(value) > MAX_TEXT:
+        raise FieldValueError(f"at most {MAX_TEXT} characters")
+    return value
+
+
+async def _check_slug(db: AsyncSession, item: ContentItem, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise FieldValueError("a slug is required")
+    if len(value) > SLUG_MAX or not is_slug(value):
+        raise FieldValueError(
+            f"lowercase letters, digits and single hyphens, at most {SLUG_MAX} characters"
+        )
+    clash = await db.scalar(
+        sa.select(ContentItem.id)
+        .where(
+            ContentItem.slug == value,
+            ContentItem.content_type_id == item.content_type_id,
+            ContentItem.id != item.id,
+        )
+        .limit(1)
+    )
+    if clash is not None:
+        raise FieldValueError("another item of this type has this slug")
+    return value
+
+
+async def _standard(
+    db: AsyncSession, item: ContentItem, state: ContentState, errors: dict[str, str]
+) -> dict[str, Any]:
+    """The valid standard column values of `state`; the refused ones go to `errors`."""
+    fields = state.fields
+    values: dict[str, Any] = {"content_body": state.body}
+    checks = {
+        "title": lambda: _check_title(fields.get("title")),
+        "excerpt": lambda: _check_excerpt(fields.get("excerpt")),
+    }
+    for name, check in checks.items():
+        try:
+            values[name] = check()
+        except FieldValueError as exc:
+            errors[name] = str(exc)
+    try:
+        values["slug"] = await _check_slug(db, item, fields.get("slug"))
+    except FieldValueError as exc:
+        errors["slug"] = str(exc)
+    return values
+
+
+async def _write_custom(
+    db: AsyncSession, item: ContentItem, state: ContentState, errors: dict[str, str]
+) -> bool:
+    """Write the valid custom field values that differ from the stored ones."""
+    stored = await _stored_values(db, item.id)
+    changed = False
+    for name, definition in sorted((await definitions(db, item.content_type_id)).items()):
+        try:
+            value = check_value(FieldSpec.of(definition), state.fields.get(name))
+        except FieldValueError as exc:
+            errors[name] = str(exc)
+            continue
+        text = encode_value(value)
+        row = stored.get(definition.id)
+        if row is None:
+            if text is not None:
+                db.add(
+                    CustomFieldValue(
+                        content_item_id=item.id, custom_field_id=definition.id, field_value=text
+                    )
+                )
+                changed = True
+        elif row.field_value != text:
+            row.field_value = text
+            changed = True
+    return changed
+
+
+async def materialize(db: AsyncSession, item_id: int, state: ContentState) -> Outcome:
+    """Write `state` into the item's rows in `db` (flushed, not committed); see the module."""
+    item = await db.get(ContentItem, item_id, with_for_update=True)
+    if item is None:
+        return Outcome(found=False)
+    errors: dict[str, str] = {}
+    values = await _standard(db, item, state, errors)
+    changed = await _write_custom(db, item, state, errors)
+    for column, value in values.items():
+        if getattr(item, column) != value:
+            setattr(item, column, value)
+            changed = True
+    if changed:
+        item.updated_at = datetime.now(UTC)
+    await db.flush()
+    return Outcome(found=True, changed=changed, errors=errors)

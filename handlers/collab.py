@@ -18,16 +18,20 @@ from aiohttp import web
 from handlers.auth_context import bearer_token
 from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, level_for, resolve_token
 from realtime_cms import keys
-from realtime_cms.collab.access import Level
+from realtime_cms.collab.access import Level, can_write, content_item_id
 from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.room import DocumentRoom
+from realtime_cms.db import transaction
 from realtime_cms.errors import CMSError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
 from realtime_cms.principal import Principal
+from realtime_cms.versions import reads as version_reads
+from realtime_cms.versions import service as versions
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/collab"
 EMPTY_STATE_VECTOR = b"\x00"
+MAX_NOTES = 10_000
 
 
 @dataclass(eq=False)
@@ -165,6 +169,27 @@ class CollabNamespace(socketio.AsyncNamespace):
         room = self._room(peer, data)
         await room.apply_awareness(peer, _field(data, "update", bytes))
         return ok()
+
+    async def event_save_version(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
+        """A manual version of a joined `content:<id>` document; needs a write seat."""
+        room = self._room(peer, data)
+        notes = data.get("notes")
+        if notes is not None and (not isinstance(notes, str) or len(notes) > MAX_NOTES):
+            raise Invalid(
+                f"`notes` must be a string of at most {MAX_NOTES}", code="invalid_payload"
+            )
+        item_id = content_item_id(room.document_id)
+        if item_id is None:
+            raise Invalid("Only content documents have versions", code="not_content")
+        level = room.level_of(peer.sid)
+        if level is None or not can_write(level):
+            raise Forbidden("Saving a version needs write access", code="read_only")
+        async with transaction(self.app[keys.SESSIONS]) as db:
+            version = await versions.save_seated(
+                db, peer.principal, self.app[keys.CONTENT], item_id=item_id, notes=notes
+            )
+            summary = await version_reads.version_summary(db, version)
+        return ok(data=summary.model_dump(mode="json"))
 
     async def event_leave(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
         document_id = _field(data, "document", str)

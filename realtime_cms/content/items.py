@@ -12,13 +12,14 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.audit import record
 from realtime_cms.content import checks
+from realtime_cms.content.binding import ContentBinding
 from realtime_cms.content.fields import encode_value
 from realtime_cms.content.lifecycle import NEEDS_REQUIRED_FIELDS, plan_status
 from realtime_cms.content.queries import (
@@ -44,9 +45,6 @@ from realtime_cms.models.versions import Version, VersionContent
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
 from realtime_cms.security.passwords import Passwords
-
-if TYPE_CHECKING:
-    from realtime_cms.content.binding import ContentBinding
 
 TermKind = Literal["categories", "tags"]
 # Text fields written through the live document's `fields` map.

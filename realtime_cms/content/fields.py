@@ -50,6 +50,8 @@ _OPTION_KEYS: Mapping[str, frozenset[str]] = {
 MAX_TEXT = 65_535
 MAX_JSON_BYTES = 262_144
 MAX_CHOICES = 500
+# Deeper JSON cannot be rendered in an answer (pydantic stops serializing at 255 levels).
+MAX_JSON_DEPTH = 64
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
@@ -151,11 +153,12 @@ def check_options(field_type: str, options: Any) -> dict[str, Any]:
 
 
 def _is_number(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value))
-    )
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def _parse_temporal(field_type: str, value: Any) -> date | datetime:
@@ -223,15 +226,40 @@ def _check_multiselect(spec: FieldSpec, value: Any) -> list[str]:
     return list(value)
 
 
+def _json_depth(value: Any) -> int:
+    depth, level = 0, [value]
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+    return depth
+
+
 def _check_json(spec: FieldSpec, value: Any) -> Any:
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise FieldValueError("expected a JSON value") from exc
+    if _json_depth(value) > MAX_JSON_DEPTH:
+        raise FieldValueError(f"at most {MAX_JSON_DEPTH} levels of nesting")
     limit = min(int(spec.options.get("max_bytes", MAX_JSON_BYTES)), MAX_JSON_BYTES)
     if len(text.encode()) > limit:
         raise FieldValueError(f"at most {limit} bytes of JSON")
     return json.loads(text)
+
+
+def _refuse_surrogates(value: Any) -> None:
+    # JSON bodies may carry lone surrogates (\ud800); no database column can store them.
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise FieldValueError("expected valid Unicode text") from exc
+    except (TypeError, ValueError, RecursionError):
+        return  # not JSON at all: the type's own check says what is wrong
 
 
 def check_value(spec: FieldSpec, value: Any) -> Any:
@@ -243,6 +271,7 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
     """
     if value is None:
         return None
+    _refuse_surrogates(value)
     match spec.field_type:
         case "text" | "textarea":
             return _check_text(spec, value)

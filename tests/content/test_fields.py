@@ -10,6 +10,7 @@ import pytest
 from realtime_cms.content.fields import (
     FIELD_TYPES,
     MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
     MAX_TEXT,
     FieldSpec,
     FieldValueError,
@@ -68,6 +69,7 @@ def test_every_field_type_accepts_no_options() -> None:
         ("text", {"max_length": True}, "max_length must be a non-negative integer"),
         ("text", {"min_length": -1}, "min_length must be a non-negative integer"),
         ("number", {"max": float("inf")}, "options.max must be a finite number"),
+        ("number", {"min": -(10**400)}, "options.min must be a finite number"),
         ("number", {"integer": 1}, "options.integer must be true or false"),
         ("select", {"choices": []}, "options.choices must be a list of 1 to 500"),
         ("select", {"choices": ["a"] * 501}, "options.choices must be a list of 1 to 500"),
@@ -130,6 +132,7 @@ def test_valid_values_come_back_in_canonical_form(
         (spec("number"), True, "expected a finite number"),
         (spec("number"), float("nan"), "expected a finite number"),
         (spec("number"), "5", "expected a finite number"),
+        (spec("number"), 10**400, "expected a finite number"),
         (spec("number", integer=True), 1.5, "expected a whole number"),
         (spec("number", min=0), -1, "at least 0"),
         (spec("number", max=10), 11, "at most 10"),
@@ -152,6 +155,8 @@ def test_valid_values_come_back_in_canonical_form(
         (spec("json", max_bytes=5), "abcdef", "at most 5 bytes"),
         (spec("json"), "x" * MAX_JSON_BYTES, f"at most {MAX_JSON_BYTES} bytes"),
         (FieldSpec("f", "colour", {}), "x", "unknown field type"),
+        (spec("text"), "lone \ud800", "expected valid Unicode text"),
+        (spec("json"), {"k": ["\udfff"]}, "expected valid Unicode text"),
     ],
 )
 def test_invalid_values_are_refused_with_a_reason(
@@ -159,6 +164,21 @@ def test_invalid_values_are_refused_with_a_reason(
 ) -> None:
     with pytest.raises(FieldValueError, match=message):
         check_value(field, value)
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for level in range(depth - 1):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+def test_json_nests_at_most_max_json_depth_levels() -> None:
+    assert check_value(spec("json"), nested(MAX_JSON_DEPTH)) == nested(MAX_JSON_DEPTH)
+    with pytest.raises(FieldValueError, match=f"at most {MAX_JSON_DEPTH} levels"):
+        check_value(spec("json"), nested(MAX_JSON_DEPTH + 1))
+    with pytest.raises(FieldValueError, match="options.default: at most"):
+        check_options("json", {"default": nested(200)})
 
 
 def test_large_whole_floats_stay_floats_beyond_the_exact_integer_range() -> None:

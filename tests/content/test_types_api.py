@@ -353,6 +353,44 @@ async def test_options_that_do_not_suit_the_type_are_refused_with_the_reason(
     assert message in body["errors"][0]["message"]
 
 
+def deep(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("field_type", "options", "message"),
+    [
+        ("json", {"default": deep(300)}, "levels of nesting"),
+        ("json", {"default": "\ud800"}, "valid Unicode"),
+        ("select", {"choices": [f"{n:03d}" * 60 for n in range(500)]}, "at most 65535 bytes"),
+        ("number", {"max": 10**400}, "options.max must be a finite number"),
+    ],
+)
+async def test_options_that_could_not_be_stored_or_answered_are_refused(
+    harness: Harness, field_type: str, options: dict[str, Any], message: str
+) -> None:
+    type_id = (await create_type(harness))["id"]
+    payload = {"field_name": "f", "field_label": "F", "field_type": field_type, "options": options}
+    raw = json.dumps(payload).encode()
+    response = await harness.call(
+        "POST",
+        f"{TYPES}/{type_id}/fields",
+        role="admin",
+        data=raw,
+        headers={"Content-Type": "application/json"},
+    )
+    assert message in (await body_of(response, 422))["errors"][0]["message"]
+
+
+async def test_a_description_is_at_most_what_a_text_column_holds(harness: Harness) -> None:
+    payload = {"name": unique(), "description": "é" * 40_000}
+    body = await body_of(await harness.call("POST", TYPES, role="admin", json=payload), 422)
+    assert body["errors"][0]["loc"] == ["body", "description"]
+
+
 async def test_an_unknown_field_type_is_refused(harness: Harness) -> None:
     type_id = (await create_type(harness))["id"]
     payload = {"field_name": "f", "field_label": "F", "field_type": "colour"}

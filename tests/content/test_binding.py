@@ -93,7 +93,7 @@ async def new_item(
 async def principal_of(harness: Harness, role: str) -> Principal:
     user = harness.users[role]
     async with transaction(harness.app[keys.SESSIONS]) as db:
-        permissions, roles = await permissions_for(db, user.id)
+        roles, permissions = await permissions_for(db, user.id)
     return Principal(user_id=user.id, username=user.username, permissions=permissions, roles=roles)
 
 

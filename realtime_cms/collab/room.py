@@ -410,6 +410,10 @@ class DocumentRoom:
         owner_id = self._owners.get(client_id)
         return None if owner_id is None else self._members[owner_id]
 
+    def awareness_of(self, client_id: int) -> tuple[int, dict[str, Any] | None] | None:
+        """The clock and state recorded for an awareness client id, if any."""
+        return self._awareness.get(client_id)
+
     def awareness_snapshot(self) -> bytes:
         """Every present client's state as one awareness update, for a peer that joins."""
         return encode_awareness_update(

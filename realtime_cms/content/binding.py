@@ -28,7 +28,12 @@ from realtime_cms.collab.relay import Relay
 from realtime_cms.collab.room import DocumentRoom, Peer
 from realtime_cms.collab.store import StoredDocument
 from realtime_cms.content import conflicts, textdiff
-from realtime_cms.content.materialize import ContentState, materialize, sql_state
+from realtime_cms.content.materialize import (
+    ContentState,
+    invalid_fields,
+    materialize,
+    sql_state,
+)
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.documents.service import (
     EMPTY_VECTOR,
@@ -38,7 +43,8 @@ from realtime_cms.documents.service import (
     require_document,
     require_level,
 )
-from realtime_cms.errors import NotFound
+from realtime_cms.errors import NotFound, Unprocessable
+from realtime_cms.models.content import ContentItem
 from realtime_cms.models.realtime import DocumentSnapshot, DocumentUpdate
 from realtime_cms.principal import Principal
 
@@ -48,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # The server's Yjs client id: the author of seeded content and of the validation state.
 SERVER_CLIENT_ID = 0xFFFFFFFE
+# Yjs clients drop a remote awareness state not renewed for 30 s: renew validation this often.
+RENEW_SECONDS = 15.0
 
 
 def document_id(item_id: int) -> str:
@@ -75,6 +83,19 @@ def initial_update(state: ContentState) -> bytes:
         for key in sorted(state.fields):
             fields[key] = _crdt_value(state.fields[key])
     return doc.get_update()
+
+
+async def _renew(room: DocumentRoom) -> None:
+    """Send the room's peers its validation messages again, so that no client times them out.
+
+    The clock rises by one: a newer state another node publishes (its clock is the time in
+    milliseconds) still wins.
+    """
+    recorded = room.awareness_of(SERVER_CLIENT_ID)
+    if room.is_idle or recorded is None or not (recorded[1] or {}).get("validation"):
+        return
+    entry = AwarenessEntry(SERVER_CLIENT_ID, recorded[0] + 1, recorded[1])
+    await room.apply_remote_awareness(encode_awareness_update([entry]))
 
 
 def _doc_from_stored(stored: StoredDocument) -> Doc:
@@ -180,6 +201,7 @@ class ContentBinding:
         self._max_wait = max(max_wait_seconds, debounce_seconds)
         self._dirty: dict[str, _Dirty] = {}
         self._clock = _Clock()
+        self._renewer: asyncio.Task[None] | None = None
         self._started = False
 
     async def __aenter__(self) -> Self:
@@ -191,6 +213,7 @@ class ContentBinding:
         hooks.on_load.append(self._on_load)
         hooks.on_change.append(self._on_change)
         hooks.on_unload.append(self._on_unload)
+        self._renewer = asyncio.create_task(self._renew_forever(), name="content-validation")
         return self
 
     async def __aexit__(
@@ -204,6 +227,9 @@ class ContentBinding:
         hooks.on_change.remove(self._on_change)
         hooks.on_unload.remove(self._on_unload)
         self.rooms.seed = None
+        if self._renewer is not None:
+            self._renewer.cancel()
+            await asyncio.gather(self._renewer, return_exceptions=True)
         dirty, self._dirty = self._dirty, {}
         tasks = [entry.task for entry in dirty.values() if entry.task is not None]
         for task in tasks:
@@ -253,6 +279,8 @@ class ContentBinding:
         doc_id = document_id(item_id)
         level = await require_level(db, principal, doc_id, "write")
         await require_document(db, doc_id)
+        if fields:
+            await _require_valid(db, item_id, fields)
         if base is None and base_version_id is not None:
             base = await conflicts.reconstruct(db, item_id, base_version_id)
         peer = RestPeer(principal)
@@ -298,6 +326,16 @@ class ContentBinding:
         if state is not None:
             update = await asyncio.to_thread(initial_update, state)
             await self.rooms.store.initialise(doc_id, update)
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            for doc_id, room in self.rooms.rooms.items():
+                if content_item_id(doc_id) is not None:
+                    try:
+                        await _renew(room)
+                    except Exception:
+                        logger.exception("renewing the validation state of %s failed", doc_id)
 
     # -- materializing ------------------------------------------------------------
 
@@ -374,6 +412,23 @@ class ContentBinding:
             await room.apply_remote_awareness(update)
         if self._relay is not None:
             await self._relay.publish_awareness(doc_id, update)
+
+
+async def _require_valid(db: AsyncSession, item_id: int, fields: Mapping[str, Any]) -> None:
+    """Unprocessable naming every field of a write whose value could not be stored."""
+    item = await db.get(ContentItem, item_id)
+    if item is None:
+        raise NotFound("No such content item", code="content_not_found")
+    errors = await invalid_fields(db, item, fields)
+    if errors:
+        raise Unprocessable(
+            "Some field values are invalid",
+            code="invalid_field_values",
+            errors=[
+                {"loc": ["body", name], "message": message, "type": "invalid_value"}
+                for name, message in sorted(errors.items())
+            ],
+        )
 
 
 async def _has_stored_state(db: AsyncSession, doc_id: str) -> bool:

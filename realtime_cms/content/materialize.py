@@ -161,6 +161,25 @@ async def _standard(
     return values
 
 
+async def invalid_fields(
+    db: AsyncSession, item: ContentItem, fields: Mapping[str, Any]
+) -> dict[str, str]:
+    """Why each of `fields` (a write's values by name) could not be stored; empty if all can."""
+    state = ContentState.of(None, fields)
+    errors: dict[str, str] = {}
+    await _standard(db, item, state, errors)
+    custom = await definitions(db, item.content_type_id)
+    for name in fields:
+        if name in custom:
+            try:
+                check_value(FieldSpec.of(custom[name]), state.fields.get(name))
+            except FieldValueError as exc:
+                errors[name] = str(exc)
+        elif name not in STANDARD_FIELDS:
+            errors[name] = "not a field of this content type"
+    return {name: message for name, message in errors.items() if name in fields}
+
+
 async def _write_custom(
     db: AsyncSession, item: ContentItem, state: ContentState, errors: dict[str, str]
 ) -> bool:

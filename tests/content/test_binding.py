@@ -30,6 +30,7 @@ from realtime_cms.content.binding import (
 )
 from realtime_cms.db import transaction
 from realtime_cms.documents.service import RestPeer, apply_update
+from realtime_cms.errors import Forbidden, Unprocessable
 from realtime_cms.models.content import ContentItem, ContentType, CustomField, CustomFieldValue
 from realtime_cms.models.realtime import DocumentSnapshot, DocumentUpdate
 from realtime_cms.models.sites import Site
@@ -309,3 +310,27 @@ async def test_closing_a_deleted_item_drops_its_sessions_and_its_document(
             assert await harness.scalar(count) == 0
     finally:
         await client.close()
+
+
+async def test_a_write_with_invalid_values_is_refused_before_it_touches_the_document(
+    harness: Harness,
+) -> None:
+    item_id = await new_item(harness)
+    binding = harness.app[keys.CONTENT]
+    before = await binding.current(item_id)
+    editor = await principal_of(harness, "editor")
+    with pytest.raises(Unprocessable) as caught:
+        async with transaction(harness.app[keys.SESSIONS]) as db:
+            fields = {"rating": 9, "title": " ", "unknown": 1, "excerpt": "fine"}
+            await binding.write(db, editor, item_id, body="changed", fields=fields)
+    assert [error["loc"][-1] for error in caught.value.errors] == ["rating", "title", "unknown"]
+    assert await binding.current(item_id) == before
+
+
+async def test_a_reader_cannot_write(harness: Harness) -> None:
+    item_id = await new_item(harness)
+    viewer = await principal_of(harness, "viewer")
+    with pytest.raises(Forbidden):
+        async with transaction(harness.app[keys.SESSIONS]) as db:
+            await harness.app[keys.CONTENT].write(db, viewer, item_id, body="nope")
+    assert (await harness.app[keys.CONTENT].current(item_id)).body == "Hello world"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ from pydantic import BaseModel
 
 from handlers.api import API_KEY, Api, Endpoint
 from realtime_cms import __version__
+from realtime_cms.listing import Page
 
 _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 _BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
@@ -23,14 +26,24 @@ class _Schemas:
 
     def __init__(self) -> None:
         self.components: dict[str, Any] = {}
+        self._names: dict[type[BaseModel], str] = {}
 
     def ref(self, model: type[BaseModel]) -> dict[str, str]:
-        name = model.__name__
-        if name not in self.components:
+        name = self._names.get(model)
+        if name is None:
+            name = self._name_for(model)
             schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
             self.components.update(schema.pop("$defs", {}))
             self.components[name] = schema
+            self._names[model] = name
         return {"$ref": f"#/components/schemas/{name}"}
+
+    def _name_for(self, model: type[BaseModel]) -> str:
+        """The class name, qualified by its package when two models share a name."""
+        if model.__name__ not in self.components:
+            return model.__name__
+        package = model.__module__.split(".")[-2 if model.__module__.count(".") else -1]
+        return f"{package.title().replace('_', '')}{model.__name__}"
 
 
 def _problem_schema() -> dict[str, Any]:
@@ -48,6 +61,20 @@ def _problem_schema() -> dict[str, Any]:
             "errors": {"type": "array", "items": {"type": "object"}},
         },
     }
+
+
+def _returns_page(endpoint: Endpoint) -> bool:
+    """Whether the handler answers a `Page` (rendered with `meta`), listing or not."""
+    if endpoint.listing is not None:
+        return True
+    returned = inspect.get_annotations(endpoint.handler, eval_str=True).get("return")
+    return returned is Page or typing.get_origin(returned) is Page
+
+
+def _returns_nothing(endpoint: Endpoint) -> bool:
+    """Whether the handler is declared `-> None` (rendered as 204 No Content)."""
+    annotations = inspect.get_annotations(endpoint.handler, eval_str=True)
+    return "return" in annotations and annotations["return"] in (None, type(None))
 
 
 def _parameters(endpoint: Endpoint, schemas: _Schemas) -> list[dict[str, Any]]:
@@ -135,11 +162,11 @@ def _responses(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     if endpoint.raw_response:
         responses[str(endpoint.status)] = {"description": endpoint.summary, "content": _BINARY}
-    elif endpoint.status == 204 or endpoint.response is None and endpoint.method == "DELETE":
+    elif endpoint.status == 204 or endpoint.response is None and _returns_nothing(endpoint):
         responses["204"] = {"description": "Done"}
     else:
         item = schemas.ref(endpoint.response) if endpoint.response else {}
-        if endpoint.listing is not None:
+        if _returns_page(endpoint):
             data: dict[str, Any] = {"type": "array", "items": item}
             meta = {"$ref": "#/components/schemas/PageMeta"}
             schema = {"type": "object", "properties": {"data": data, "meta": meta}}
@@ -158,6 +185,8 @@ def _responses(endpoint: Endpoint, schemas: _Schemas) -> dict[str, Any]:
         if endpoint.public and status in (401, 403):
             continue
         responses[str(status)] = {"description": reason, **problem}
+    # Every other failure (404, 409, 413, 415, 429, 503...) is a problem document too.
+    responses["default"] = {"description": "An error (RFC 9457 problem)", **problem}
     return responses
 
 

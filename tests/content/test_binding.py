@@ -334,3 +334,23 @@ async def test_a_reader_cannot_write(harness: Harness) -> None:
         async with transaction(harness.app[keys.SESSIONS]) as db:
             await harness.app[keys.CONTENT].write(db, viewer, item_id, body="nope")
     assert (await harness.app[keys.CONTENT].current(item_id)).body == "Hello world"
+
+
+async def test_closing_an_item_drops_its_sessions_on_every_node(harness: Harness) -> None:
+    """With Redis the other node is told at once; without it, its seats' next re-check
+    (at least every 5 s) finds no item to edit."""
+    item_id = await new_item(harness)
+    doc_id = document_id(item_id)
+    other = TestClient(TestServer(create_app(harness.app[keys.SETTINGS])))
+    await other.start_server()
+    client = CollabClient(str(other.make_url("/")), harness.tokens["editor"], timeout=10)
+    try:
+        await client.connect()
+        await client.join(doc_id)
+        async with transaction(harness.app[keys.SESSIONS]) as db:
+            await db.execute(sa.delete(ContentItem).where(ContentItem.id == item_id))
+        await harness.app[keys.CONTENT].close(item_id)
+        await eventually(lambda: (doc_id, None) in client.permissions)
+    finally:
+        await client.close()
+        await other.close()

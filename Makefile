@@ -1,11 +1,12 @@
 # The two commands: `make run` (install, migrate, demo data, serve) and `make test`.
+# `make static` rebuilds the committed browser bundle (static/dist) from static/src; needs Node.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck install clean
+.PHONY: run test lint typecheck install clean static
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2 --dist loadscope
+
+static:
+	cd static && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

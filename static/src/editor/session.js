@@ -1,0 +1,80 @@
+// One live document: a Y.Doc kept in sync with the server by CollabProvider over `/collab`,
+// an awareness carrying this user's name and colour, and the connection/saved state.
+import * as Y from 'yjs'
+import { io } from 'socket.io-client'
+import * as awarenessProtocol from 'y-protocols/awareness'
+import { CollabProvider } from '../../collab-provider.js'
+
+// The server's awareness client id: its state carries the validation messages.
+export const SERVER_CLIENT_ID = 4294967294
+
+const PALETTE = ['#1e6fd9', '#c2410c', '#15803d', '#9333ea', '#be123c', '#0e7490', '#a16207', '#4d7c0f']
+
+/** A stable colour per user id. */
+export function colorFor (userId) {
+  return PALETTE[Math.abs(Number(userId) || 0) % PALETTE.length]
+}
+
+/**
+ * Open `content:<itemId>`. The socket authenticates with the session cookie (same origin),
+ * so no token is kept in JavaScript. `onChange` is called whenever `state()` may differ.
+ */
+export function openSession ({ itemId, me, onChange }) {
+  const doc = new Y.Doc()
+  const awareness = new awarenessProtocol.Awareness(doc)
+  const user = me.user
+  awareness.setLocalStateField('user', {
+    id: user.id,
+    name: [user.first_name, user.last_name].filter(Boolean).join(' ') || user.username,
+    color: colorFor(user.id),
+    colorLight: colorFor(user.id) + '33',
+  })
+  const provider = new CollabProvider({ documentId: `content:${itemId}`, doc, Y, io, awareness, awarenessProtocol })
+  let status = 'connecting'
+  let lastError = null
+
+  provider.on('status', (event) => { status = event.status; onChange() })
+  provider.on('synced', onChange)
+  provider.on('pending', onChange)
+  provider.on('permission', onChange)
+  provider.on('error', (error) => { lastError = error; onChange() })
+
+  // The browser knows when the network is gone: stop at once, and come back as soon as it
+  // returns instead of waiting for socket.io's backoff. Edits made meanwhile are held and
+  // sent by the provider's next join.
+  const goneOffline = () => { provider.socket.disconnect(); onChange() }
+  const backOnline = () => { if (!provider.socket.connected) provider.connect(); onChange() }
+  window.addEventListener('offline', goneOffline)
+  window.addEventListener('online', backOnline)
+
+  return {
+    doc,
+    awareness,
+    provider,
+    body: doc.getText('body'),
+    fields: doc.getMap('fields'),
+    /** What the page shows about the connection and durability. */
+    state () {
+      const online = navigator.onLine
+      const connection = !online ? 'offline' : status === 'connected' && provider.synced ? 'connected' : status === 'connecting' && !provider.role ? 'connecting' : 'reconnecting'
+      const pending = provider.pendingAcks
+      const saved = pending === 0 && provider.synced ? 'saved' : pending === 0 ? 'idle' : connection === 'connected' ? 'saving' : 'unsaved'
+      return { connection, saved, pending, role: provider.role, error: lastError }
+    },
+    clearError () { lastError = null },
+    /** The server's validation messages by field name. */
+    validation () {
+      return awareness.getStates().get(SERVER_CLIENT_ID)?.validation || {}
+    },
+    start () {
+      if (navigator.onLine) provider.connect()
+    },
+    destroy () {
+      window.removeEventListener('offline', goneOffline)
+      window.removeEventListener('online', backOnline)
+      provider.destroy()
+      awareness.destroy()
+      doc.destroy()
+    },
+  }
+}

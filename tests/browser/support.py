@@ -1,0 +1,239 @@
+"""A real `realtime-cms serve` process with demo data, and signed-in browser pages on it.
+
+One server and one Chromium per test module (CI has two cores). Chromium is Debian's
+(`/usr/bin/chromium`, from `.ci/run`): missing, the module is skipped with an install hint,
+and fails when CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    ViewportSize,
+    expect,
+)
+
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "realtime_cms"]
+CHROMIUM = os.environ.get("RCMS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless=new",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# Generous: two browsers, a server and its group commits share two CI cores.
+WAIT_MS = 30_000
+expect.set_options(timeout=WAIT_MS)
+
+
+def require_chromium() -> str:
+    """The Chromium executable; skip the module when missing (fail with CI=true)."""
+    if Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    message = (
+        f"{CHROMIUM} not found: `apt-get install chromium` (or set RCMS_CHROMIUM) to run the "
+        "browser tests; `playwright install` is not used"
+    )
+    if os.environ.get("CI", "").strip().lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RCMS_")}
+    env.update({"RCMS_ARGON2_MEMORY_KIB": "8192", "RCMS_ARGON2_TIME_COST": "1", **extra})
+    env["RCMS_LOGIN_IP_RATE_LIMIT"] = "10000"
+    env["RCMS_LOGIN_RATE_LIMIT"] = "1000"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@dataclass
+class Server:
+    """`realtime-cms serve` on a loopback port, in a work directory holding its SQLite file."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    logins: dict[str, str] = field(default_factory=dict)
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def database(self) -> Path:
+        return self.workdir / "realtime_cms.sqlite3"
+
+    def load_demo(self) -> None:
+        result = subprocess.run(
+            [*CLI, "demo"],
+            cwd=self.workdir,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+        self.logins = dict(re.findall(r"username (\S+)\s+password (\S+)", result.stdout))
+
+    async def start(self) -> None:
+        log = (self.workdir / "server.log").open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            *CLI,
+            "serve",
+            "--port",
+            str(self.port),
+            cwd=self.workdir,
+            env=_env(RCMS_ALLOWED_ORIGINS=self.base),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log,
+        )
+        log.close()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                if self.process.returncode is not None:
+                    pytest.fail(f"server exited: {self.log()[-3000:]}")
+                try:
+                    async with http.get(f"{self.base}/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+        pytest.fail("the server did not become healthy")
+
+    async def stop(self) -> None:
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.terminate()
+        await asyncio.wait_for(self.process.wait(), 60)
+
+    def log(self) -> str:
+        return (self.workdir / "server.log").read_text(errors="replace")
+
+
+class Rest:
+    """A bearer-token REST client for setting up and checking what the browsers did."""
+
+    def __init__(self, http: aiohttp.ClientSession, base: str, token: str) -> None:
+        self.http, self.base, self.token = http, base, token
+
+    @classmethod
+    async def login(cls, http: aiohttp.ClientSession, base: str, user: str, password: str) -> Rest:
+        async with http.post(
+            f"{base}/api/v1/auth/login", json={"login": user, "password": password}
+        ) as response:
+            assert response.status == 200, await response.text()
+            return cls(http, base, (await response.json())["data"]["token"])
+
+    async def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with self.http.request(
+            method, self.base + path, json=body, headers=headers
+        ) as response:
+            data = await response.json(content_type=None) if response.status != 204 else None
+            assert response.status == status, (method, path, response.status, data)
+            return data["data"] if isinstance(data, dict) and "data" in data else data
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], within: float = WAIT_MS / 1000) -> Any:
+    """Poll `check()` until it answers something truthy (server-side state catching up);
+    a generous bound, never a timing assertion."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not (answer := await check()):
+        assert asyncio.get_running_loop().time() < deadline, f"still {answer!r} after {within} s"
+        await asyncio.sleep(0.2)
+    return answer
+
+
+@dataclass
+class Person:
+    """One signed-in browser context with the app open, and the errors its console logged."""
+
+    name: str
+    context: BrowserContext
+    page: Page
+    errors: list[str]
+
+    async def close(self) -> None:
+        await self.context.close()
+
+    async def body(self) -> str:
+        """The live document's body as this page's Y.Doc holds it."""
+        text: str = await self.page.evaluate("() => window.rcms.session.body.toString()")
+        return text
+
+    async def wait_for_body(self, *parts: str, absent: tuple[str, ...] = ()) -> str:
+        """Wait until this page's body holds every one of `parts` and none of `absent`."""
+        await self.page.wait_for_function(
+            """([parts, absent]) => {
+                const text = window.rcms?.session.body.toString()
+                return text !== undefined && parts.every((p) => text.includes(p))
+                    && !absent.some((p) => text.includes(p))
+            }""",
+            arg=[list(parts), list(absent)],
+            timeout=WAIT_MS,
+        )
+        return await self.body()
+
+    async def type_at_end(self, text: str, delay: float = 15) -> None:
+        editor = self.page.locator(".cm-content")
+        await editor.click()
+        await self.page.keyboard.press("Control+End")
+        await self.page.keyboard.type(text, delay=delay)
+
+    async def saved(self) -> None:
+        """Wait until every local change is acknowledged as durable."""
+        await expect(self.page.locator(".saved")).to_have_attribute("data-state", "saved")
+
+
+async def open_editor(
+    browser: Browser,
+    server: Server,
+    user: str,
+    password: str,
+    item_id: int,
+    *,
+    viewport: ViewportSize | None = None,
+) -> Person:
+    """A new browser context signed in as `user` (cookie from the REST login) on the editor."""
+    context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 860})
+    page = await context.new_page()
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            errors.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    response = await context.request.post(
+        f"{server.base}/api/v1/auth/login", data={"login": user, "password": password}
+    )
+    assert response.ok, await response.text()
+    await page.goto(f"{server.base}/#/items/{item_id}")
+    await expect(page.locator(".connection")).to_have_attribute("data-state", "connected")
+    return Person(user, context, page, errors)

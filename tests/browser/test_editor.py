@@ -328,10 +328,10 @@ async def test_a_rest_body_update_shows_live_without_losing_concurrent_typing(
     await close_all(ada, ed)
 
 
-async def test_the_app_signs_in_lists_content_and_works_at_phone_width(
+async def test_the_app_signs_in_lists_filters_creates_and_works_at_phone_width(
     server: Server, browser: Browser, admin: Rest
 ) -> None:
-    item_id = await new_item(admin, "Phone sized", "Small screens.\n")
+    await new_item(admin, "Phone sized", "Small screens.\n")
     context = await browser.new_context(viewport={"width": 375, "height": 740})
     page = await context.new_page()
     errors: list[str] = []
@@ -341,18 +341,30 @@ async def test_the_app_signs_in_lists_content_and_works_at_phone_width(
     await page.get_by_label("Username or email").fill("editor")
     await page.get_by_label("Password").fill(server.logins["editor"])
     await page.keyboard.press("Enter")
+    await expect(page.get_by_role("link", name="Welcome to realtime_cms")).to_be_visible()
+
+    await page.get_by_label("Filter by status").select_option("published")
+    await expect(page.get_by_role("link", name="Phone sized")).to_have_count(0)
+    await page.get_by_label("Filter by status").select_option("")
     await page.get_by_label("Search").fill("Phone")
     link = page.get_by_role("link", name="Phone sized")
-    await expect(link).to_be_visible()
     await expect(page.locator(".items li")).to_have_count(1)
     await link.focus()
     await page.keyboard.press("Enter")
     await expect(page.locator(".connection")).to_have_attribute("data-state", "connected")
     await expect(page.locator(".cm-content")).to_contain_text("Small screens.")
-    width = await page.evaluate("() => document.documentElement.scrollWidth")
-    assert width <= 375
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 375
+
+    await page.get_by_role("link", name="← Content").click()
+    await page.get_by_label("Title").fill("Made in the browser")
+    await page.get_by_label("Type", exact=True).select_option(label="Page")
+    await page.get_by_role("button", name="Create").click()
+    await expect(page.locator(".doc-title")).to_have_text("Made in the browser")
+    await expect(page.locator(".saved")).to_have_attribute("data-state", "saved")
+    made = await admin.call("GET", "/api/v1/content-items?q=Made%20in%20the%20browser")
+    assert [item["title"] for item in made] == ["Made in the browser"]
+
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     await context.close()
     assert errors == []
-    assert item_id

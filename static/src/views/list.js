@@ -27,8 +27,8 @@ export function listPage (main, { me }) {
     ),
     h('form', { class: 'filters', role: 'search', onsubmit: (e) => { e.preventDefault(); load() } },
       h('div', {}, h('label', { for: 'filter-q' }, 'Search'), search),
-      h('div', {}, h('label', { for: 'filter-type' }, 'Type'), typeFilter),
-      h('div', {}, h('label', { for: 'filter-status' }, 'Status'), statusFilter),
+      h('div', {}, h('label', { for: 'filter-type' }, 'Filter by type'), typeFilter),
+      h('div', {}, h('label', { for: 'filter-status' }, 'Filter by status'), statusFilter),
     ),
     error, summary, list, more,
   )

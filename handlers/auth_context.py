@@ -60,6 +60,13 @@ async def principal_for(request: web.Request) -> Principal:
     return resolved
 
 
+def origin_allowed(request: web.Request, origin: str) -> bool:
+    """Whether a browser's Origin is an allowed one or the server's own."""
+    origin = origin.rstrip("/")
+    own = f"{request.scheme}://{request.host}"
+    return origin == own or origin in request.app[keys.SETTINGS].allowed_origins
+
+
 def check_csrf(request: web.Request) -> None:
     """Unsafe requests not carrying a bearer token must come from an allowed origin.
 
@@ -72,10 +79,8 @@ def check_csrf(request: web.Request) -> None:
     if token and not via_cookie:
         return
     origin = request.headers.get("Origin")
-    allowed = request.app[keys.SETTINGS].allowed_origins
     if origin is not None:
-        own = f"{request.scheme}://{request.host}"
-        if origin.rstrip("/") not in allowed and origin.rstrip("/") != own:
+        if not origin_allowed(request, origin):
             raise Forbidden("Cross-origin request refused", code="csrf_rejected")
     elif request.headers.get("Sec-Fetch-Site") == "cross-site":
         raise Forbidden("Cross-site request refused", code="csrf_rejected")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from handlers.auth_context import bearer_token, client_ip
+from handlers.auth_context import bearer_token, client_ip, origin_allowed
 from handlers.collab_seat import (
     REVALIDATE_SECONDS,
     MessageRate,
@@ -258,11 +258,7 @@ class _Seat:
 def _check_origin(request: web.Request) -> None:
     """A browser's Origin must be an allowed one or the server's own (no cross-site sockets)."""
     origin = request.headers.get("Origin")
-    if origin is None:
-        return
-    origin = origin.rstrip("/")
-    own = f"{request.scheme}://{request.host}"
-    if origin != own and origin not in request.app[keys.SETTINGS].allowed_origins:
+    if origin is not None and not origin_allowed(request, origin):
         raise Forbidden("Cross-origin WebSocket refused", code="origin_refused")
 
 

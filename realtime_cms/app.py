@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from functools import partial
+from typing import Any
 
 import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
 from handlers import collab, routes, ysocketio, ywebsocket
+from handlers.auth_context import origin_allowed
 from handlers.middlewares import (
     error_middleware,
     request_id_middleware,
@@ -129,12 +131,17 @@ async def _refuse_root_namespace(sid: str, environ: object, auth: object = None)
     raise socketio.exceptions.ConnectionRefusedError("Connect to a feature namespace, not '/'")
 
 
+def _socket_origin_allowed(origin: str, environ: dict[str, Any]) -> bool:
+    """Socket.IO's Origin check: the allowed origins or the server's own, as for REST."""
+    return origin_allowed(environ["aiohttp.request"], origin)
+
+
 def _socket_server(settings: Settings) -> socketio.AsyncServer:
     manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
-        cors_allowed_origins=list(settings.allowed_origins),
+        cors_allowed_origins=_socket_origin_allowed,
         max_http_buffer_size=settings.max_body_bytes,
         # Any namespace may connect; ysocketio's catch-all handler refuses all but `/yjs|<doc>`.
         namespaces="*",

@@ -11,6 +11,7 @@ import pytest
 import socketio
 import sqlalchemy as sa
 
+from realtime_cms import keys
 from realtime_cms.client import CollabClient, CollabError
 from realtime_cms.models.realtime import DocumentUpdate
 from tests.support.harness import Harness
@@ -53,6 +54,19 @@ async def test_a_foreign_origin_is_refused(url: str, harness: Harness) -> None:
     client = CollabClient(url, harness.tokens["admin"], timeout=5)
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(headers={"Origin": "http://evil.example"})
+
+
+async def test_the_servers_own_origin_is_accepted_without_being_listed(
+    url: str, harness: Harness
+) -> None:
+    own = url.rstrip("/")
+    assert own not in harness.app[keys.SETTINGS].allowed_origins
+    client = CollabClient(url, harness.tokens["admin"], timeout=5)
+    await client.connect(headers={"Origin": own})
+    try:
+        assert client.sio.connected
+    finally:
+        await client.close()
 
 
 async def test_two_writers_converge_and_every_acked_edit_is_in_the_log(

@@ -26,9 +26,19 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 NEEDS_REQUIRED_FIELDS = frozenset({"scheduled", "published"})
 
 
+# Every backend stores these years (MySQL's DATETIME starts at 1000).
+_YEARS = range(1970, 10_000)
+
+
 def _utc(value: datetime) -> datetime:
     aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).replace(microsecond=0)
+    try:
+        moment = aware.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:
+        moment = None
+    if moment is None or moment.year not in _YEARS:
+        raise _refuse("invalid_published_at", "published_at must fall in the years 1970 to 9999")
+    return moment
 
 
 def _refuse(code: str, message: str) -> Unprocessable:

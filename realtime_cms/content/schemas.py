@@ -13,7 +13,8 @@ Status = Literal["draft", "scheduled", "published", "archived", "expired"]
 Visibility = Literal["public", "private", "password"]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Slug = Annotated[str, StringConstraints(max_length=255, pattern=SLUG_PATTERN)]
-Excerpt = Annotated[str, StringConstraints(max_length=65_535)]
+# An excerpt is a TEXT column: 65,535 bytes on MySQL, at most 4 bytes per character.
+Excerpt = Annotated[str, StringConstraints(max_length=16_383)]
 # A content password is hashed with argon2id; the bound keeps hashing cheap to refuse.
 ContentPassword = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 Ids = Annotated[list[Annotated[int, Field(ge=1, lt=2**31)]], Field(max_length=200)]

@@ -251,6 +251,11 @@ async def test_scheduling_takes_a_future_publication_time(harness: Harness, worl
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     problem = await patch(harness, item["id"], "editor", 422, status="scheduled", published_at=past)
     assert problem["code"] == "schedule_in_past"
+    for ancient in ("0001-01-01T00:00:00+14:00", "1000-01-01T00:00:00Z"):
+        problem = await patch(
+            harness, item["id"], "editor", 422, status="published", published_at=ancient
+        )
+        assert problem["code"] == "invalid_published_at"
     later = (datetime.now(UTC) + timedelta(days=3)).replace(microsecond=0)
     scheduled = await patch(
         harness, item["id"], "editor", 200, status="scheduled", published_at=later.isoformat()
@@ -288,6 +293,19 @@ async def test_parents_belong_to_hierarchical_types_and_cycles_are_refused(
     assert await listed(harness, f"filter[parent_id]={root['id']}") == [child["id"]]
     blocked = await body_of(await harness.call("DELETE", item_path(root["id"]), role="admin"), 409)
     assert blocked["code"] == "content_has_children"
+
+
+async def test_moving_an_item_to_another_site_follows_the_site_rule(
+    harness: Harness, world: World
+) -> None:
+    closed = await add_site(harness)
+    async with transaction(harness.app[keys.SESSIONS]) as db:
+        db.add(SiteUser(site_id=closed, user_id=harness.users["editor"].id))
+    item = await create_item(harness, world, role="author")
+    refused = await patch(harness, item["id"], "author", 403, site_id=closed)
+    assert refused["code"] == "not_site_member"
+    moved = await patch(harness, item["id"], "editor", 200, site_id=closed)
+    assert moved["site_id"] == closed
 
 
 # Visibility and password
@@ -449,9 +467,12 @@ async def test_an_author_deletes_their_own_item_but_not_anothers(
     others = await create_item(harness, world, role="editor")
     denied = await harness.call("DELETE", item_path(others["id"]), role="author")
     assert (await body_of(denied, 403))["code"] == "permission_denied"
+    await patch(harness, own["id"], "author", 200, body="typed before deletion")
     assert (await harness.call("DELETE", item_path(own["id"]), role="author")).status == 204
     gone = await harness.call("GET", item_path(own["id"]), role="admin")
     assert (await body_of(gone, 404))["code"] == "content_not_found"
+    document = await harness.call("GET", f"/api/v1/documents/content:{own['id']}", role="admin")
+    assert (await body_of(document, 404))["code"] == "document_not_found"
 
 
 async def test_every_change_is_audited_and_recorded_with_old_and_new_values(

@@ -28,6 +28,7 @@ from realtime_cms.db import create_engine, session_factory
 from realtime_cms.documents.presence import Presence, registry_for
 from realtime_cms.documents.service import apply_level_change
 from realtime_cms.mail import LogMailSender
+from realtime_cms.notifications.hub import NotificationHub
 from realtime_cms.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from realtime_cms.security.passwords import Passwords
 from realtime_cms.versions.autosave import Autosave
@@ -137,7 +138,12 @@ def _socket_origin_allowed(origin: str, environ: dict[str, Any]) -> bool:
 
 
 def _socket_server(settings: Settings) -> socketio.AsyncServer:
-    manager = socketio.AsyncRedisManager(settings.redis_url) if settings.redis_url else None
+    # The channel carries the prefix: installations sharing a Redis must not share emits.
+    manager = (
+        socketio.AsyncRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
+        if settings.redis_url
+        else None
+    )
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         client_manager=manager,
@@ -165,6 +171,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SIO] = sio
     routes.setup(app)
     collab.setup(app, sio)
+    app[keys.NOTIFICATION_HUB] = NotificationHub(sio)
     ysocketio.setup(app, sio)
     ywebsocket.setup(app)
     # Sockets close on shutdown; cleanup then runs in reverse: rooms flush, then the database.

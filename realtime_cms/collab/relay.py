@@ -48,6 +48,19 @@ _MAX_BACKOFF = 5.0
 _MAX_ID_BYTES = 1024
 
 
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait for them, cancelling again any that swallowed it.
+
+    redis-py sometimes consumes a CancelledError that lands during a `publish`; the task then
+    loops on, and a single cancel would leave shutdown waiting forever.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
+
+
 @dataclass(frozen=True, slots=True)
 class RelayMessage:
     """One message on a relay channel: who sent it, for which document, and the payload."""
@@ -174,9 +187,7 @@ class Relay:
         tb: TracebackType | None,
     ) -> None:
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await _cancel_all(tasks)
         if tasks:
             hooks = self.rooms.hooks
             hooks.on_change.remove(self._on_change)

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.errors import Unprocessable
 from realtime_cms.listing import ListQuery, Page
 from realtime_cms.models.versions import (
     ConflictResolution,
@@ -118,7 +119,14 @@ async def version_summary(db: AsyncSession, version: Version) -> VersionOut:
 
 
 async def diff(
-    db: AsyncSession, principal: Principal, item_id: int, from_id: int, to_id: int
+    db: AsyncSession, principal: Principal, item_id: int, from_id: int | None, to_id: int | None
 ) -> VersionDiff:
     await _readable_item(db, principal, item_id)
+    missing = [name for name, value in (("from", from_id), ("to", to_id)) if value is None]
+    if from_id is None or to_id is None:
+        errors = [
+            {"loc": ["query", name], "message": "Field required", "type": "missing"}
+            for name in missing
+        ]
+        raise Unprocessable("The query did not validate", errors=errors)
     return await service.diff(db, item_id, from_id, to_id)

@@ -17,12 +17,13 @@ class VersionCreate(BaseModel):
 
 
 class DiffQuery(BaseModel):
-    """The two versions to compare: `from` (the older side) and `to`."""
+    """The two versions to compare: `from` (the older side) and `to`, both required (checked
+    after the item is found, so a missing item answers 404 first)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    from_: int = Field(alias="from", ge=1, le=2**63 - 1)
-    to: int = Field(ge=1, le=2**63 - 1)
+    from_: int | None = Field(default=None, alias="from", ge=1, le=2**63 - 1)
+    to: int | None = Field(default=None, ge=1, le=2**63 - 1)
 
 
 class VersionOut(BaseModel):

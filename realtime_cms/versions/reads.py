@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.errors import Unprocessable
 from realtime_cms.listing import ListQuery, Page
+from realtime_cms.models.auth import User
 from realtime_cms.models.versions import (
     ConflictResolution,
     RestorationAuditLog,
@@ -31,12 +33,22 @@ async def _readable_item(db: AsyncSession, principal: Principal, item_id: int) -
     await get_item(db, item_id)
 
 
-def _out(version: Version, stored: VersionContent) -> VersionOut:
+async def _usernames(db: AsyncSession, versions: Sequence[Version]) -> dict[int, str]:
+    """The usernames of the versions' savers, by user id."""
+    ids = {version.user_id for version in versions if version.user_id is not None}
+    if not ids:
+        return {}
+    rows = await db.execute(sa.select(User.id, User.username).where(User.id.in_(ids)))
+    return {user_id: username for user_id, username in rows.tuples()}
+
+
+def _out(version: Version, stored: VersionContent, usernames: Mapping[int, str]) -> VersionOut:
     return VersionOut(
         id=version.id,
         content_id=version.content_id,
         version_number=version.version_number,
         user_id=version.user_id,
+        username=usernames.get(version.user_id) if version.user_id is not None else None,
         created_at=version.created_at,
         notes=version.notes,
         is_autosave=version.is_autosave,
@@ -55,7 +67,8 @@ async def list_versions(
     ids = [version.id for version in page.items]
     rows = await db.scalars(sa.select(VersionContent).where(VersionContent.version_id.in_(ids)))
     stored = {row.version_id: row for row in rows}
-    items = [_out(version, stored[version.id]) for version in page.items]
+    names = await _usernames(db, page.items)
+    items = [_out(version, stored[version.id], names) for version in page.items]
     return Page(items=items, total=page.total, limit=page.limit, offset=page.offset)
 
 
@@ -70,7 +83,7 @@ async def version_detail(
     metadata = await db.scalar(
         sa.select(VersionMetadata).where(VersionMetadata.version_id == version.id)
     )
-    base: dict[str, Any] = _out(version, chain[-1]).model_dump()
+    base: dict[str, Any] = _out(version, chain[-1], await _usernames(db, [version])).model_dump()
     return VersionDetailOut.model_validate(
         {
             **base,
@@ -115,7 +128,7 @@ async def version_summary(db: AsyncSession, version: Version) -> VersionOut:
         sa.select(VersionContent).where(VersionContent.version_id == version.id)
     )
     assert stored is not None  # written with the version
-    return _out(version, stored)
+    return _out(version, stored, await _usernames(db, [version]))
 
 
 async def diff(

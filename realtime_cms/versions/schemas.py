@@ -35,6 +35,8 @@ class VersionOut(BaseModel):
     content_id: int
     version_number: int
     user_id: int | None
+    # The saver's username, so readers without `users.view` can see who saved it.
+    username: str | None = None
     created_at: datetime | None
     notes: str | None
     is_autosave: bool

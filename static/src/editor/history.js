@@ -63,8 +63,8 @@ export function historyPanel ({ itemId, canSave, canRestore }) {
   }
 
   function row (version) {
-    const who = h('span', { class: 'who' }, '…')
-    userName(version.user_id).then((name) => { who.textContent = name })
+    const who = h('span', { class: 'who' }, version.username || '…')
+    if (!version.username) userName(version.user_id).then((name) => { who.textContent = name })
     const actions = h('div', { class: 'actions' })
     if (canRestore) actions.append(restoreButton(version, actions))
     return h('li', { class: 'version', dataset: { versionId: version.id, versionNumber: version.version_number } },

@@ -126,7 +126,7 @@ class RestorationAuditLog(Base):
 
 
 class VersionHistory(Base):
-    """Generic change log for every entity other than content items."""
+    """Generic change log: one entry per create, update or delete of any entity."""
 
     __tablename__ = "version_history"
     __table_args__ = (

@@ -66,7 +66,7 @@ async def get_item(db: AsyncSession, item_id: int, *, lock: bool = False) -> Con
         await db.execute(_LOCK_ITEM, {"id": item_id})
     item = await db.scalar(sa.select(ContentItem).where(ContentItem.id == item_id))
     if item is None:
-        raise NotFound("No such content item", code="content_item_not_found")
+        raise NotFound("No such content item", code="content_not_found")
     return item
 
 

@@ -1,12 +1,13 @@
 # The two commands: `make run` (install, migrate, demo data, serve) and `make test`.
 # `make static` rebuilds the committed browser bundle (static/dist) from static/src; needs Node.
+# `make widget` rebuilds the committed notification widget (static/widget/dist); needs Node.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck install clean static
+.PHONY: run test lint typecheck install clean static widget
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +41,9 @@ test: $(TEST_STAMP)
 
 static:
 	cd static && npm ci --no-audit --no-fund && npm run build
+
+widget:
+	cd static/widget && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -11,7 +11,7 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from handlers import collab, routes, ysocketio, ywebsocket
+from handlers import collab, notifications_socket, routes, ysocketio, ywebsocket
 from handlers.auth_context import origin_allowed
 from handlers.middlewares import (
     error_middleware,
@@ -172,6 +172,7 @@ def create_app(settings: Settings) -> web.Application:
     routes.setup(app)
     collab.setup(app, sio)
     app[keys.NOTIFICATION_HUB] = NotificationHub(sio)
+    notifications_socket.setup(app, sio)
     ysocketio.setup(app, sio)
     ywebsocket.setup(app)
     # Sockets close on shutdown; cleanup then runs in reverse: rooms flush, then the database.

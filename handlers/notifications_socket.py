@@ -1,0 +1,274 @@
+"""Socket.IO namespace `/notifications`: live pushes and read state (see docs/protocol.md).
+
+A connection is admitted with a session or API token (the `auth` object, a bearer header or
+the session cookie) and joins the room of its user, where `NotificationHub` pushes
+`notification`, `unread` and `read` events. Client events are acknowledged with
+`{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`; each one re-checks the
+token, and a sweep re-checks every connection's token every few seconds, so a revoked
+session or a deactivated user stops being served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import socketio
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.auth_context import bearer_token
+from handlers.collab import failure, ok
+from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, resolve_token
+from realtime_cms import keys
+from realtime_cms.db import transaction
+from realtime_cms.errors import CMSError, Invalid, NotFound, RateLimited, Unauthorized
+from realtime_cms.notifications import live, reads
+from realtime_cms.notifications.hub import NAMESPACE, NotificationHub, user_room
+from realtime_cms.notifications.owner import require_user
+from realtime_cms.principal import Principal
+
+log = logging.getLogger(__name__)
+
+# Every client event is a database transaction; a widget sends a few a minute.
+EVENTS_PER_SECOND = 20
+MAX_IDS = 500
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_ID = 2**31 - 1  # ids are INT columns, as REST bounds them
+SESSION_ENDED = "The session ended; sign in again"
+
+Effect = Callable[[], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Listener:
+    """One connection: whose it is, the token it was admitted with, and its event rate."""
+
+    sid: str
+    user_id: int
+    token: str
+    ip: str | None
+    user_agent: str | None
+    rate: MessageRate
+
+
+def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
+    if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+        return str(auth["token"])
+    request: web.Request | None = environ.get("aiohttp.request")
+    return bearer_token(request)[0] if request is not None else None
+
+
+def _int(value: Any, name: str, *, low: int, high: int = MAX_ID) -> int:
+    # bool is an int subclass; `true` is not an id.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Invalid(f"`{name}` must be an integer from {low} to {high}", code="invalid_payload")
+    return value
+
+
+def _object(data: Any) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise Invalid("The event payload must be an object", code="invalid_payload")
+    return data
+
+
+def _ids(data: Any) -> list[int]:
+    ids = _object(data).get("ids")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= MAX_IDS:
+        raise Invalid(f"`ids` must be a list of 1 to {MAX_IDS} ids", code="invalid_payload")
+    return sorted({_int(value, "ids[]", low=1) for value in ids})
+
+
+class NotificationsNamespace(socketio.AsyncNamespace):
+    """A user's notifications live; handlers validate, then hand off to the reads service."""
+
+    def __init__(self, app: web.Application) -> None:
+        super().__init__(NAMESPACE)
+        self.app = app
+        self.listeners: dict[str, Listener] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def hub(self) -> NotificationHub:
+        return self.app[keys.NOTIFICATION_HUB]
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = _token_from(environ, auth)
+        request: web.Request | None = environ.get("aiohttp.request")
+        ip = request.remote if request is not None else None
+        agent = request.headers.get("User-Agent") if request is not None else None
+        principal = await resolve_token(self.app, token, ip, agent) if token else None
+        if principal is None or principal.user_id is None or token is None:
+            message = "Send a valid token in the auth object"
+            raise socketio.exceptions.ConnectionRefusedError(
+                "unauthorized", {"code": "unauthorized", "message": message}
+            )
+        rate = MessageRate(EVENTS_PER_SECOND)
+        self.listeners[sid] = Listener(sid, principal.user_id, token, ip, agent, rate)
+        await self.enter_room(sid, user_room(principal.user_id))
+
+    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        self.listeners.pop(sid, None)
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        """Route every event through one guard: rate, a valid session, known event, errors."""
+        if event in ("connect", "disconnect") and self._from_server(event, args):
+            return await super().trigger_event(event, *args)
+        handler = getattr(self, f"event_{event}", None)
+        try:
+            principal = await self._checked(args[0])
+            if handler is None:
+                raise NotFound(f"Unknown event {event!r}", code="unknown_event")
+            effects: list[Effect] = []
+            async with transaction(self.app[keys.SESSIONS]) as db:
+                answer = await handler(db, principal, args[1] if len(args) > 1 else None, effects)
+            for effect in effects:
+                await effect()
+            return answer
+        except CMSError as exc:
+            return failure(exc)
+        except Exception:
+            log.exception("notifications event %s failed", event)
+            return failure(CMSError("The server failed; the error was logged"))
+
+    def _from_server(self, event: str, args: tuple[Any, ...]) -> bool:
+        """Whether `connect`/`disconnect` is the server's, not a client's event of that name.
+
+        python-socketio dispatches client events named so like its own: the server's connect
+        passes the connection's environ; its disconnect comes after `pre_disconnect`.
+        """
+        sid = args[0]
+        if event == "connect":
+            return len(args) > 1 and args[1] is self.server.get_environ(sid, NAMESPACE)
+        return not self.server.manager.is_connected(sid, NAMESPACE)
+
+    async def event_mark_read(
+        self, db: AsyncSession, principal: Principal, data: Any, effects: list[Effect]
+    ) -> dict[str, Any]:
+        newly = await reads.mark_read(db, principal, ids=_ids(data))
+        unread = await reads.unread_counts(db, principal)
+        if newly:
+            effects.append(
+                partial(reads.push_read, self.hub, require_user(principal), newly, unread)
+            )
+        return ok(read=newly, unread=unread)
+
+    async def event_mark_all_read(
+        self, db: AsyncSession, principal: Principal, data: Any, effects: list[Effect]
+    ) -> dict[str, Any]:
+        _object(data)
+        count = await reads.mark_all_read(db, principal)
+        unread = await reads.unread_counts(db, principal)
+        if count:
+            effects.append(
+                partial(reads.push_read, self.hub, require_user(principal), None, unread)
+            )
+        return ok(count=count, unread=unread)
+
+    async def event_since(
+        self, db: AsyncSession, principal: Principal, data: Any, effects: list[Effect]
+    ) -> dict[str, Any]:
+        """Catch-up: the notifications after `after_id`, in id order, and the unread counts."""
+        payload = _object(data)
+        after_id = _int(payload.get("after_id"), "after_id", low=0)
+        limit = _int(payload.get("limit", DEFAULT_LIMIT), "limit", low=1, high=MAX_LIMIT)
+        # One more than asked tells whether the client should ask again.
+        found = await reads.list_since(db, principal, after_id=after_id, limit=limit + 1)
+        unread = await reads.unread_counts(db, principal)
+        return ok(notifications=found[:limit], more=len(found) > limit, unread=unread)
+
+    async def event_latest(
+        self, db: AsyncSession, principal: Principal, data: Any, effects: list[Effect]
+    ) -> dict[str, Any]:
+        """First paint: the newest notifications (newest first) and the unread counts."""
+        limit = _int(_object(data).get("limit", DEFAULT_LIMIT), "limit", low=1, high=MAX_LIMIT)
+        found = await live.latest(db, principal, limit=limit)
+        return ok(notifications=found, unread=await reads.unread_counts(db, principal))
+
+    async def event_unread(
+        self, db: AsyncSession, principal: Principal, data: Any, effects: list[Effect]
+    ) -> dict[str, Any]:
+        _object(data)
+        return ok(unread=await reads.unread_counts(db, principal))
+
+    async def start(self, app: web.Application) -> None:
+        """Start the sweep that re-checks every connection's token (on app startup)."""
+        if self._sweeper is not None:
+            raise RuntimeError("the notifications sweep is already running")
+        self._sweeper = asyncio.create_task(self._sweep_forever(), name="notifications-sweep")
+
+    async def stop(self, app: web.Application) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REVALIDATE_SECONDS)
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """End every connection whose token no longer resolves (one check per token)."""
+        by_token: dict[str, list[Listener]] = defaultdict(list)
+        for listener in list(self.listeners.values()):
+            by_token[listener.token].append(listener)
+        for token, listeners in by_token.items():
+            try:
+                principal = await resolve_token(self.app, token, None, None)
+            except Exception:
+                # The database is unreachable: keep serving until the next sweep.
+                log.exception("re-checking %d notification connections failed", len(listeners))
+                continue
+            if principal is None:
+                for listener in listeners:
+                    await self._end(listener.sid)
+
+    async def _checked(self, sid: str) -> Principal:
+        listener = self.listeners.get(sid)
+        if listener is None:
+            raise Unauthorized("Not connected", code="unauthorized")
+        if not listener.rate.allow():
+            raise RateLimited("Too many messages; slow down", code="rate_limited")
+        principal = await resolve_token(self.app, listener.token, listener.ip, listener.user_agent)
+        if principal is None or principal.user_id != listener.user_id:
+            await self._end(sid, after_ack=True)
+            raise Unauthorized(SESSION_ENDED, code="session_ended")
+        return principal
+
+    async def _end(self, sid: str, *, after_ack: bool = False) -> None:
+        """Stop serving the connection: out of its room, told why, disconnected.
+
+        Clients do not reconnect after a server disconnect. With `after_ack`, the disconnect
+        waits a loop turn so that the acknowledgement of the event being handled goes first.
+        """
+        listener = self.listeners.pop(sid, None)
+        if listener is None:
+            return
+        await self.leave_room(sid, user_room(listener.user_id))
+        ended = {"code": "session_ended", "message": SESSION_ENDED}
+        await self.emit("session_ended", ended, to=sid, ignore_queue=True)
+        if not after_ack:
+            await self.disconnect(sid)
+            return
+        task = asyncio.create_task(self.disconnect(sid))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+
+def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
+    namespace = NotificationsNamespace(app)
+    sio.register_namespace(namespace)
+    app.on_startup.append(namespace.start)
+    app.on_shutdown.append(namespace.stop)

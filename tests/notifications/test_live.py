@@ -214,6 +214,19 @@ async def test_since_catches_up_in_id_order_with_no_loss_and_no_duplicates(
     assert sorted(seen.values()) == sorted(missed + list(raced))
 
 
+async def test_latest_gives_the_newest_first_for_a_first_paint(
+    harness: Harness, connect: Connect
+) -> None:
+    listener = await connect("author")
+    titles = [await send(harness, "author") for _ in range(4)]
+    answer = await listener.call("latest", {"limit": 3})
+    assert answer["ok"], answer
+    assert [n["title"] for n in answer["notifications"]] == titles[:0:-1]
+    assert answer["unread"]["total"] >= 4
+    everything = await listener.call("latest")
+    assert [n["title"] for n in everything["notifications"]][:4] == titles[::-1]
+
+
 async def test_bad_payloads_get_error_acks_and_the_connection_goes_on(
     harness: Harness, connect: Connect
 ) -> None:
@@ -235,6 +248,8 @@ async def test_bad_payloads_get_error_acks_and_the_connection_goes_on(
         ("since", "garbage", "invalid_payload"),
         ("since", b"\x00\xff", "invalid_payload"),
         ("unread", 42, "invalid_payload"),
+        ("latest", {"limit": "all"}, "invalid_payload"),
+        ("latest", {"limit": 201}, "invalid_payload"),
         ("mark_all_read", ["x"], "invalid_payload"),
         ("delete_everything", {}, "unknown_event"),
         ("connect", {}, "unknown_event"),

@@ -4,8 +4,8 @@ A connection is admitted with a session or API token (the `auth` object, a beare
 the session cookie) and joins the room of its user, where `NotificationHub` pushes
 `notification`, `unread` and `read` events. Client events are acknowledged with
 `{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`; each one re-checks the
-token, and a sweep re-checks every connection's token every few seconds, so a revoked
-session or a deactivated user stops being served.
+token, and a sweep re-checks every connection's credentials (in bulk) every few seconds, so
+a revoked session or a deactivated user stops being served.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -27,6 +26,7 @@ from handlers.auth_context import bearer_token
 from handlers.collab import failure, ok
 from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, resolve_token
 from realtime_cms import keys
+from realtime_cms.accounts.sessions import still_valid
 from realtime_cms.db import transaction
 from realtime_cms.errors import CMSError, Invalid, NotFound, RateLimited, Unauthorized
 from realtime_cms.notifications import live, reads
@@ -54,6 +54,9 @@ class Listener:
     sid: str
     user_id: int
     token: str
+    # What the token is (one of the two), for the bulk re-check.
+    session_id: str | None
+    token_id: int | None
     ip: str | None
     user_agent: str | None
     rate: MessageRate
@@ -114,7 +117,9 @@ class NotificationsNamespace(socketio.AsyncNamespace):
                 "unauthorized", {"code": "unauthorized", "message": message}
             )
         rate = MessageRate(EVENTS_PER_SECOND)
-        self.listeners[sid] = Listener(sid, principal.user_id, token, ip, agent, rate)
+        self.listeners[sid] = Listener(
+            sid, principal.user_id, token, principal.session_id, principal.token_id, ip, agent, rate
+        )
         await self.enter_room(sid, user_room(principal.user_id))
 
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
@@ -220,20 +225,25 @@ class NotificationsNamespace(socketio.AsyncNamespace):
             await self.sweep()
 
     async def sweep(self) -> None:
-        """End every connection whose token no longer resolves (one check per token)."""
-        by_token: dict[str, list[Listener]] = defaultdict(list)
-        for listener in list(self.listeners.values()):
-            by_token[listener.token].append(listener)
-        for token, listeners in by_token.items():
-            try:
-                principal = await resolve_token(self.app, token, None, None)
-            except Exception:
-                # The database is unreachable: keep serving until the next sweep.
-                log.exception("re-checking %d notification connections failed", len(listeners))
-                continue
-            if principal is None:
-                for listener in listeners:
-                    await self._end(listener.sid)
+        """End every connection whose session or API token no longer resolves (in bulk)."""
+        listeners = list(self.listeners.values())
+        if not listeners:
+            return
+        try:
+            async with transaction(self.app[keys.SESSIONS]) as db:
+                sessions, tokens = await still_valid(
+                    db,
+                    session_ids={item.session_id for item in listeners if item.session_id},
+                    token_ids={item.token_id for item in listeners if item.token_id is not None},
+                    settings=self.app[keys.SETTINGS],
+                )
+        except Exception:
+            # The database is unreachable: keep serving until the next sweep.
+            log.exception("re-checking %d notification connections failed", len(listeners))
+            return
+        for listener in listeners:
+            if listener.session_id not in sessions and listener.token_id not in tokens:
+                await self._end(listener.sid)
 
     async def _checked(self, sid: str) -> Principal:
         listener = self.listeners.get(sid)

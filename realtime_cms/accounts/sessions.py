@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -27,6 +28,8 @@ from realtime_cms.security.tokens import (
 TOUCH_INTERVAL = timedelta(minutes=1)
 _MAX_TOKEN_LENGTH = 200
 Row = TypeVar("Row", bound=Base)
+T = TypeVar("T")
+_CHUNK = 500
 
 
 async def resolve_principal(
@@ -160,3 +163,62 @@ async def revoke_all(
             .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+
+
+async def still_valid(
+    db: AsyncSession,
+    *,
+    session_ids: Collection[str],
+    token_ids: Collection[int],
+    settings: Settings,
+) -> tuple[set[str], set[int]]:
+    """Which of these sessions (token hashes) and API tokens (ids) still resolve, in bulk.
+
+    The rules of `resolve_principal`, for long-lived connections that re-check many
+    credentials at once; the valid sessions' activity is touched as resolving would.
+    """
+    now = utcnow()
+    ttl, idle = settings.session_ttl_seconds, settings.session_idle_seconds
+    sessions: set[str] = set()
+    for chunk in _chunks(sorted(session_ids)):
+        valid = set(
+            await db.scalars(
+                sa.select(UserSession.id)
+                .join_from(UserSession, User)
+                .where(
+                    UserSession.id.in_(chunk),
+                    User.is_active.is_(True),
+                    UserSession.created_at >= now - timedelta(seconds=ttl),
+                    UserSession.last_active >= now - timedelta(seconds=idle),
+                )
+            )
+        )
+        if valid:
+            await db.execute(
+                sa.update(UserSession)
+                .where(UserSession.id.in_(valid), UserSession.last_active < now - TOUCH_INTERVAL)
+                .values(last_active=now)
+                .execution_options(synchronize_session=False)
+            )
+        sessions |= valid
+    tokens: set[int] = set()
+    for id_chunk in _chunks(sorted(token_ids)):
+        tokens |= set(
+            await db.scalars(
+                sa.select(ApiToken.id)
+                .join_from(ApiToken, User)
+                .where(
+                    ApiToken.id.in_(id_chunk),
+                    User.is_active.is_(True),
+                    ApiToken.revoked_at.is_(None),
+                    sa.or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+                )
+            )
+        )
+    return sessions, tokens
+
+
+def _chunks(values: list[T]) -> Iterator[list[T]]:
+    """Bounded IN lists: a few hundred values per query."""
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]

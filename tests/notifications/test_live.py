@@ -304,6 +304,21 @@ async def test_an_idle_connection_of_an_ended_session_stops_receiving(
     assert title not in idle.titles()
 
 
+async def test_a_revoked_api_token_stops_being_served(harness: Harness, connect: Connect) -> None:
+    body = {"name": "bell", "scopes": ["content.view"]}
+    response = await harness.call("POST", "/api/v1/auth/tokens", role="editor", json=body)
+    created = (await response.json())["data"]
+    assert response.status == 201, created
+    by_token, by_session = await connect("editor", created["token"]), await connect("editor")
+    await namespace(harness).sweep()
+    assert by_token.sio.connected and (await by_token.call("unread"))["ok"]
+    path = f"/api/v1/auth/tokens/{created['id']}"
+    assert (await harness.call("DELETE", path, role="editor")).status == 204
+    await namespace(harness).sweep()
+    await eventually(lambda: not by_token.sio.connected)
+    assert by_session.sio.connected and not by_session.received("session_ended")
+
+
 async def test_a_deactivated_user_stops_being_served(harness: Harness, connect: Connect) -> None:
     user = await harness.add_user("live-deactivated", "viewer")
     token = await harness.login("live-deactivated")

@@ -62,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         access_log=None,
         # Room for the longest query a route accepts (a 6,000-character state vector, each
         # character percent-encoded) so that routes, not the HTTP parser, answer it.
-        handler_args={"max_line_size": 80 * 1024},
+        max_line_size=80 * 1024,
     )
 
 

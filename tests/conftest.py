@@ -68,3 +68,21 @@ async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Har
         yield h
     finally:
         await h.client.close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "needs_redis: runs on the MariaDB+Redis backend only (it needs two nodes)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (not skip) the SQLite run of tests that need another node through Redis."""
+    kept, dropped = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        embedded = callspec is not None and callspec.params.get("backend") == "sqlite"
+        (dropped if embedded and item.get_closest_marker("needs_redis") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept

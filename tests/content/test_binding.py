@@ -336,12 +336,9 @@ async def test_a_reader_cannot_write(harness: Harness) -> None:
     assert (await harness.app[keys.CONTENT].current(item_id)).body == "Hello world"
 
 
-async def test_closing_an_item_drops_its_sessions_on_every_node(
-    harness: Harness, redis_url: str | None
-) -> None:
+@pytest.mark.needs_redis
+async def test_closing_an_item_drops_its_sessions_on_every_node(harness: Harness) -> None:
     """Nodes hear of a removal through Redis; without it there is one process (embedded)."""
-    if redis_url is None:
-        pytest.skip("no other node without Redis")
     item_id = await new_item(harness)
     doc_id = document_id(item_id)
     other = TestClient(TestServer(create_app(harness.app[keys.SETTINGS])))

@@ -10,18 +10,17 @@ copy goes. Each item is pruned in one transaction, under the item's row lock.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.audit import record
+from realtime_cms.background import PeriodicTask
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.models.versions import (
     ConflictResolution,
@@ -226,40 +225,19 @@ async def prune_all(sessions: SessionFactory, policy: Policy) -> int:
     return pruned
 
 
-class Retention:
+class Retention(PeriodicTask):
     """The background loop of the web process: `prune_all` every `interval_seconds`."""
+
+    name = "version-retention"
 
     def __init__(
         self, sessions: SessionFactory, policy: Policy, *, interval_seconds: float
     ) -> None:
+        super().__init__(interval_seconds=interval_seconds)
         self._sessions = sessions
         self._policy = policy
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("retention already started")
-        self._task = asyncio.create_task(self._run_forever())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                pruned = await prune_all(self._sessions, self._policy)
-            except Exception:
-                logger.exception("pruning autosaves failed")
-            else:
-                if pruned:
-                    logger.info("pruned %s autosave versions", pruned)
+    async def run_once(self) -> None:
+        pruned = await prune_all(self._sessions, self._policy)
+        if pruned:
+            logger.info("pruned %s autosave versions", pruned)

@@ -39,7 +39,7 @@ async def _usernames(db: AsyncSession, versions: Sequence[Version]) -> dict[int,
     if not ids:
         return {}
     rows = await db.execute(sa.select(User.id, User.username).where(User.id.in_(ids)))
-    return {user_id: username for user_id, username in rows.tuples()}
+    return {user_id: username for user_id, username in rows}
 
 
 def _out(version: Version, stored: VersionContent, usernames: Mapping[int, str]) -> VersionOut:

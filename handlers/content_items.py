@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from handlers.api import Call, Routes
+from handlers.notifications import deliver_after_commit
 from realtime_cms import keys
 from realtime_cms.content import items
 from realtime_cms.content.queries import term_field
@@ -92,7 +93,7 @@ async def update_content_item(call: Call) -> dict[str, object]:
     live edits; `If-Match` (a version's content hash) or `base_version` names what the
     change was based on."""
     body: ItemUpdate = call.body
-    return await items.update_item(
+    updated = await items.update_item(
         call.db,
         call.principal,
         binding=call.app[keys.CONTENT],
@@ -102,6 +103,8 @@ async def update_content_item(call: Call) -> dict[str, object]:
         base_version=body.base_version,
         if_match=call.request.headers.get("If-Match"),
     )
+    deliver_after_commit(call)
+    return updated
 
 
 @routes.delete(ITEM, "Delete a content item")

@@ -12,6 +12,7 @@ from handlers import (
     delivery,
     documents,
     health,
+    notifications,
     openapi,
     pages,
     roles,
@@ -35,6 +36,7 @@ ROUTE_TABLES = (
     versions,
     delivery,
     documents,
+    notifications,
 )
 
 

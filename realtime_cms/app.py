@@ -27,8 +27,11 @@ from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import create_engine, session_factory
 from realtime_cms.documents.presence import Presence, registry_for
 from realtime_cms.documents.service import apply_level_change
-from realtime_cms.mail import LogMailSender
+from realtime_cms.mail import mail_sender_for
+from realtime_cms.notifications.digests import DigestRunner
 from realtime_cms.notifications.hub import NotificationHub
+from realtime_cms.notifications.preferences import CACHE_SECONDS_KEY
+from realtime_cms.notifications.service import Dispatcher
 from realtime_cms.ratelimit import MemoryRateLimiter, RedisRateLimiter
 from realtime_cms.security.passwords import Passwords
 from realtime_cms.versions.autosave import Autosave
@@ -60,6 +63,20 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
     yield
     if client is not None:
         await client.aclose()
+
+
+async def _notifications(app: web.Application) -> AsyncIterator[None]:
+    """Delivery of committed notifications, and the digest runner (every process runs one)."""
+    settings = app[keys.SETTINGS]
+    sessions = app[keys.SESSIONS]
+    sessions.configure(info={CACHE_SECONDS_KEY: settings.notification_preference_cache_seconds})
+    dispatcher = Dispatcher(app[keys.NOTIFICATION_HUB], app[keys.MAILER])
+    app[keys.NOTIFIER] = dispatcher
+    runner = DigestRunner(
+        sessions, dispatcher, interval_seconds=settings.notification_digest_interval_seconds
+    )
+    async with runner:
+        yield
 
 
 async def _collab(app: web.Application) -> AsyncIterator[None]:
@@ -97,6 +114,7 @@ async def _content(app: web.Application) -> AsyncIterator[None]:
         app[keys.RELAY],
         debounce_seconds=settings.content_store_debounce_seconds,
         max_wait_seconds=settings.content_store_max_wait_seconds,
+        notifier=app[keys.NOTIFIER],
     )
     async with binding:
         app[keys.CONTENT] = binding
@@ -165,7 +183,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.PASSWORDS] = Passwords(settings)
-    app[keys.MAILER] = LogMailSender()
+    app[keys.MAILER] = mail_sender_for(settings)
     sio = _socket_server(settings)
     sio.attach(app)
     app[keys.SIO] = sio
@@ -176,6 +194,6 @@ def create_app(settings: Settings) -> web.Application:
     ysocketio.setup(app, sio)
     ywebsocket.setup(app)
     # Sockets close on shutdown; cleanup then runs in reverse: rooms flush, then the database.
-    app.cleanup_ctx.extend([_database, _redis, _collab, _content, _versions])
+    app.cleanup_ctx.extend([_database, _redis, _notifications, _collab, _content, _versions])
     app.on_shutdown.append(_close_sockets)
     return app

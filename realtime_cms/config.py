@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     version_autosave_keep: int = Field(default=50, ge=0)
     version_autosave_max_age_days: float = Field(default=30.0, ge=0)
     version_retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Outgoing mail: SMTP (aiosmtplib) when a host is set, else messages go to the log.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "realtime_cms@localhost"
+    smtp_starttls: bool = True
+    # Notifications (docs/notifications.md): how long a user's preferences stay cached, and
+    # how often the digest runner looks for due hourly/daily windows.
+    notification_preference_cache_seconds: float = Field(default=300.0, ge=0)
+    notification_digest_interval_seconds: float = Field(default=60.0, gt=0)
     db_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
     # OWASP argon2id parameters (m=19 MiB, t=2, p=1); raised by operators, lowered only in tests.

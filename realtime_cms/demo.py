@@ -1,4 +1,5 @@
-"""Demo data for a first look: a site, an admin and an editor, content types and sample items."""
+"""Demo data for a first look: a site, an admin and an editor, content types and sample items,
+and the default notification categories."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from realtime_cms.models.auth import User, UserRole
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.content import ContentItem, ContentType
 from realtime_cms.models.sites import Site, SiteUser
+from realtime_cms.notifications.categories import ensure_default_categories
 from realtime_cms.rbac.service import role_id_by_name, seed_defaults
 from realtime_cms.security.passwords import Passwords
 
@@ -120,6 +122,7 @@ async def load_demo(db: AsyncSession, passwords: Passwords) -> list[DemoLogin] |
     admin_id = await db.scalar(sa.select(User.id).where(User.username == "admin"))
     assert admin_id is not None
     await _content(db, site, admin_id)
+    await ensure_default_categories(db)
     await db.flush()
     return logins
 

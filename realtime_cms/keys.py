@@ -15,6 +15,7 @@ from realtime_cms.db import SessionFactory
 from realtime_cms.documents.presence import Presence
 from realtime_cms.mail import MailSender
 from realtime_cms.notifications.hub import NotificationHub
+from realtime_cms.notifications.service import Dispatcher
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.security.passwords import Passwords
 from realtime_cms.versions.autosave import Autosave
@@ -33,3 +34,4 @@ PRESENCE = web.AppKey("presence", Presence)
 CONTENT = web.AppKey("content", ContentBinding)
 AUTOSAVE = web.AppKey("autosave", Autosave)
 NOTIFICATION_HUB = web.AppKey("notification_hub", NotificationHub)
+NOTIFIER = web.AppKey("notifier", Dispatcher)

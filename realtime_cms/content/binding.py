@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,6 +46,7 @@ from realtime_cms.documents.service import (
 from realtime_cms.errors import NotFound, Unprocessable
 from realtime_cms.models.content import ContentItem
 from realtime_cms.models.realtime import DocumentSnapshot, DocumentUpdate
+from realtime_cms.notifications.service import Dispatcher, take_staged
 from realtime_cms.principal import Principal
 
 __all__ = ["SERVER_CLIENT_ID", "ContentBinding", "ContentState", "document_id", "initial_update"]
@@ -163,11 +164,12 @@ def _plan(
 
 @dataclass(slots=True)
 class _Dirty:
-    """A document changed here and not materialized since: when first and last."""
+    """A document changed here and not materialized since: when first and last, and by whom."""
 
     first: float
     last: float
     task: asyncio.Task[None] | None = None
+    editors: set[int] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -193,10 +195,13 @@ class ContentBinding:
         *,
         debounce_seconds: float = 1.0,
         max_wait_seconds: float = 10.0,
+        notifier: Dispatcher | None = None,
     ) -> None:
         self.rooms = rooms
         self._sessions = sessions
         self._relay = relay
+        # Delivers the mention notifications of background materializations after commit.
+        self._notifier = notifier
         self._debounce = debounce_seconds
         self._max_wait = max(max_wait_seconds, debounce_seconds)
         self._dirty: dict[str, _Dirty] = {}
@@ -235,8 +240,8 @@ class ContentBinding:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for doc_id in dirty:
-            await self._store(doc_id)
+        for doc_id, entry in dirty.items():
+            await self._store(doc_id, entry.editors)
 
     # -- the contract -------------------------------------------------------------
 
@@ -294,7 +299,8 @@ class ContentBinding:
         finally:
             await self.rooms.leave(doc_id, peer)
         logger.debug("%s write to %s: %s conflicts", origin, doc_id, len(planned.conflicts))
-        outcome = await materialize(db, item_id, after)
+        editors = {principal.user_id} if principal.user_id is not None else set()
+        outcome = await materialize(db, item_id, after, editors=editors)
         await self._show_errors(doc_id, outcome.errors)
         if planned.conflicts:
             await conflicts.record(
@@ -350,7 +356,7 @@ class ContentBinding:
 
     async def _on_change(self, doc_id: str, update: bytes, peer: Peer | None) -> None:
         if peer is not None and content_item_id(doc_id) is not None:
-            self._touch(doc_id)
+            self._touch(doc_id, peer.principal.user_id)
 
     async def _on_unload(self, doc_id: str) -> None:
         entry = self._dirty.pop(doc_id, None)
@@ -358,15 +364,19 @@ class ContentBinding:
             return
         if entry.task is not None:
             entry.task.cancel()
-        await self._store(doc_id)
+        await self._store(doc_id, entry.editors)
 
-    def _touch(self, doc_id: str) -> None:
+    def _touch(self, doc_id: str, editor: int | None = None) -> None:
         now = asyncio.get_running_loop().time()
         entry = self._dirty.get(doc_id)
         if entry is not None:
             entry.last = now
+            if editor is not None:
+                entry.editors.add(editor)
             return
         entry = self._dirty[doc_id] = _Dirty(first=now, last=now)
+        if editor is not None:
+            entry.editors.add(editor)
         entry.task = asyncio.create_task(self._settle(doc_id, entry), name=f"store {doc_id}")
 
     async def _settle(self, doc_id: str, entry: _Dirty) -> None:
@@ -378,14 +388,20 @@ class ContentBinding:
                 await asyncio.sleep(due - loop.time())
                 continue
             seen, entry.first = entry.last, loop.time()
-            if await self._store(doc_id) and entry.last == seen:
+            editors, entry.editors = entry.editors, set()
+            if not await self._store(doc_id, editors):
+                entry.editors |= editors
+            elif entry.last == seen:
                 if self._dirty.get(doc_id) is entry:
                     del self._dirty[doc_id]
                 return
             entry.last = max(entry.last, entry.first)
 
-    async def _store(self, doc_id: str) -> bool:
-        """Materialize the document's state (live, else stored); False if that failed."""
+    async def _store(self, doc_id: str, editors: Collection[int] = ()) -> bool:
+        """Materialize the document's state (live, else stored); False if that failed.
+
+        `editors` made the changes: mentions they added notify others, never themselves.
+        """
         item_id = content_item_id(doc_id)
         if item_id is None:
             return True
@@ -398,10 +414,12 @@ class ContentBinding:
                 stored = await self.rooms.store.load(doc_id)
                 state = state_of(await asyncio.to_thread(_doc_from_stored, stored))
             async with transaction(self._sessions) as db:
-                outcome = await materialize(db, item_id, state)
+                outcome = await materialize(db, item_id, state, editors=editors)
         except Exception:
             logger.exception("materializing %s failed; retrying", doc_id)
             return False
+        if self._notifier is not None:
+            await self._notifier.deliver(take_staged(db))
         if outcome.found:
             await self._show_errors(doc_id, outcome.errors)
         return True

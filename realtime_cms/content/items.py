@@ -42,6 +42,7 @@ from realtime_cms.models.content import (
     CustomFieldValue,
 )
 from realtime_cms.models.versions import Version, VersionContent
+from realtime_cms.notifications.producers import status_changed
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
 from realtime_cms.security.passwords import Passwords
@@ -387,6 +388,7 @@ async def _record_update(
             item.id,
             {"from": old["status"], "to": new["status"]},
         )
+        await status_changed(db, principal, item=item, old=old["status"], new=new["status"])
     if new:
         await record(
             db, principal, "content_item.update", "content_item", item.id, {"changed": sorted(new)}

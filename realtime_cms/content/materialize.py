@@ -8,7 +8,7 @@ not written (the last valid value stays) and is reported by field name instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,7 @@ from realtime_cms.content.fields import (
 )
 from realtime_cms.content.slugs import is_slug
 from realtime_cms.models.content import ContentItem, CustomField, CustomFieldValue
+from realtime_cms.notifications.producers import mentioned
 
 # The fields every item has, stored in `content_items` columns of the same names.
 STANDARD_FIELDS = ("title", "excerpt", "slug")
@@ -208,11 +209,17 @@ async def _write_custom(
     return changed
 
 
-async def materialize(db: AsyncSession, item_id: int, state: ContentState) -> Outcome:
-    """Write `state` into the item's rows in `db` (flushed, not committed); see the module."""
+async def materialize(
+    db: AsyncSession, item_id: int, state: ContentState, *, editors: Collection[int] = ()
+) -> Outcome:
+    """Write `state` into the item's rows in `db` (flushed, not committed); see the module.
+
+    Users newly @mentioned in the body are notified (not `editors`, who made the change).
+    """
     item = await db.get(ContentItem, item_id, with_for_update=True)
     if item is None:
         return Outcome(found=False)
+    previous_body = item.content_body
     errors: dict[str, str] = {}
     values = await _standard(db, item, state, errors)
     changed = await _write_custom(db, item, state, errors)
@@ -223,4 +230,8 @@ async def materialize(db: AsyncSession, item_id: int, state: ContentState) -> Ou
     if changed:
         item.updated_at = datetime.now(UTC)
     await db.flush()
+    if item.content_body != previous_body:
+        await mentioned(
+            db, item=item, old_body=previous_body, new_body=state.body, authors=set(editors)
+        )
     return Outcome(found=True, changed=changed, errors=errors)

@@ -49,6 +49,7 @@ from realtime_cms.errors import Forbidden, Invalid, NotFound
 from realtime_cms.models.auth import User
 from realtime_cms.models.content import ContentItem
 from realtime_cms.models.realtime import DocumentPermission, DocumentSnapshot, DocumentUpdate
+from realtime_cms.notifications.producers import document_granted
 from realtime_cms.principal import Principal
 
 TEXT_ROOT = "body"
@@ -288,7 +289,8 @@ async def grant(
     *,
     on_change: LevelChanged,
 ) -> PermissionOut:
-    """Give a user `level` on the document, or change their grant; audited."""
+    """Give a user `level` on the document, or change their grant; audited, and the user
+    is notified (the caller delivers what `notify` staged after the commit)."""
     await _require_manager(db, principal, document_id)
     await _require_grantee(db, document_id, user_id)
     row = await db.get(DocumentPermission, (document_id, user_id))
@@ -307,6 +309,7 @@ async def grant(
         }
         await record(db, principal, "document.grant", "document", None, details)
         on_change(document_id, user_id)
+        await document_granted(db, principal, document_id=document_id, user_id=user_id, level=level)
     query = _grants().where(
         DocumentPermission.document_id == document_id, DocumentPermission.user_id == user_id
     )

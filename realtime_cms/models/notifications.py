@@ -110,3 +110,33 @@ class NotificationPreferenceCache(Base):
         UTCDateTime(), default=utcnow, server_default=sa.func.current_timestamp()
     )
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class NotificationDigestItem(Base):
+    """Added: a notification held for an hourly or daily digest (one row per channel).
+
+    The digest runner claims a user's due rows of one channel into a `notification_batches`
+    batch (`batch_id`) and delivers them as one digest; unclaimed rows have no batch.
+    """
+
+    __tablename__ = "notification_digest_items"
+    __table_args__ = (sa.Index(None, "batch_id", "due_at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    category_id: Mapped[int | None] = mapped_column(
+        sa.Integer, sa.ForeignKey("notification_categories.id", ondelete="SET NULL")
+    )
+    channel: Mapped[str] = mapped_column(sa.String(20))
+    frequency: Mapped[str] = mapped_column(sa.String(20))
+    # The end of the window the row belongs to: the digest is due from then on.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    title: Mapped[str] = mapped_column(sa.String(255))
+    message: Mapped[str] = mapped_column(sa.Text)
+    type: Mapped[str | None] = mapped_column(sa.String(50))
+    batch_id: Mapped[str | None] = mapped_column(
+        sa.String(36), sa.ForeignKey("notification_batches.batch_id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime | None] = created_at_column()

@@ -35,6 +35,7 @@ PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
         "federation.manage": "Manage federation nodes and distribution",
         "clients.manage": "Manage clients",
         "notifications.manage": "Manage notification templates and categories",
+        "notifications.send": "Send notifications to users (integrations)",
     }
 )
 

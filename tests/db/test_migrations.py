@@ -17,7 +17,13 @@ from realtime_cms.db import create_engine
 from realtime_cms.models import Base
 
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_57053add1885b266.txt"
-ADDED_TABLES = {"api_tokens", "email_verification_tokens", "document_updates", "document_snapshots"}
+ADDED_TABLES = {
+    "api_tokens",
+    "email_verification_tokens",
+    "document_updates",
+    "document_snapshots",
+    "notification_digest_items",
+}
 
 
 def seed_tables() -> set[str]:
@@ -77,7 +83,7 @@ def test_migrated_database_matches_the_models(migrated_url: str) -> None:
 
 def test_applied_revisions_are_recorded_in_the_seed_migrations_table(migrated_url: str) -> None:
     recorded = _inspect(migrated_url, _recorded)
-    assert [name.split("_")[0] for name, _ in recorded] == ["0001"]
+    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002"]
     assert recorded[0][1] == 1
 
 

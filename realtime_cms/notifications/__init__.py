@@ -1,0 +1,1 @@
+"""Notifications: templates, categories, preferences, notify, digests, read state, live hub."""

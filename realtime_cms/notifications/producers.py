@@ -1,0 +1,129 @@
+"""The notifications other services produce: a document grant, a status change, a mention.
+
+Each runs inside the producing transaction (so it commits or rolls back with the change)
+and stages what to deliver on the session; the edge delivers it after the commit. None of
+them notifies the person who made the change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.collab.access import at_least, content_item_id, document_level
+from realtime_cms.models.auth import User
+from realtime_cms.models.content import ContentItem
+from realtime_cms.notifications.categories import CONTENT, DOCUMENTS, MENTIONS, category_id
+from realtime_cms.notifications.service import notify
+from realtime_cms.principal import Principal, system
+from realtime_cms.rbac.service import permissions_for
+
+# Producers act for the server, with the one permission `notify` checks.
+PRODUCER = system(frozenset({"notifications.send"}))
+# `@name` not preceded by a word character or `@` (so e-mail addresses are not mentions);
+# usernames are 3-50 of letters, digits, `_`, `.`, `-` (a trailing `.` or `-` ends a sentence).
+_MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9_][A-Za-z0-9_.-]{1,49})")
+
+
+def mentions(text: str) -> set[str]:
+    """The usernames `text` mentions (`@name`)."""
+    names = (match.rstrip(".-") for match in _MENTION.findall(text or ""))
+    return {name for name in names if len(name) >= 3}
+
+
+async def _item_title(db: AsyncSession, document_id: str) -> str:
+    item_id = content_item_id(document_id)
+    if item_id is None:
+        return f"document {document_id}"
+    title = await db.scalar(sa.select(ContentItem.title).where(ContentItem.id == item_id))
+    return f"“{title}”" if title else f"content item {item_id}"
+
+
+async def document_granted(
+    db: AsyncSession, actor: Principal, *, document_id: str, user_id: int, level: str
+) -> None:
+    """Tell a user they were given `level` on a document (unless they gave it themselves)."""
+    if actor.user_id == user_id:
+        return
+    what = await _item_title(db, document_id)
+    await notify(
+        db,
+        PRODUCER,
+        users=[user_id],
+        title=f"You can now {level} {what}"[:255],
+        message=f"{actor.username} gave you {level} access to {what} ({document_id}).",
+        category_id=await category_id(db, DOCUMENTS),
+        type="document_grant",
+    )
+
+
+async def status_changed(
+    db: AsyncSession, actor: Principal, *, item: ContentItem, old: str, new: str
+) -> None:
+    """Tell an item's author its status changed, when someone else changed it."""
+    if item.author_id is None or item.author_id == actor.user_id:
+        return
+    await notify(
+        db,
+        PRODUCER,
+        users=[item.author_id],
+        title=f"“{item.title}” is now {new}"[:255],
+        message=f"{actor.username} moved your item “{item.title}” from {old} to {new}.",
+        category_id=await category_id(db, CONTENT),
+        type="content_status",
+    )
+
+
+async def _principal_of(db: AsyncSession, user: User) -> Principal:
+    roles, permissions = await permissions_for(db, user.id)
+    return Principal(user_id=user.id, username=user.username, permissions=permissions, roles=roles)
+
+
+async def mentioned(
+    db: AsyncSession,
+    *,
+    item: ContentItem,
+    old_body: str | None,
+    new_body: str,
+    authors: Collection[int],
+) -> None:
+    """Notify the users newly mentioned in an item's body who can read it (not its editors).
+
+    Only mentions absent from the previous body count, so a mention notifies once, however
+    often the body is stored while people type around it.
+    """
+    added = mentions(new_body) - mentions(old_body or "")
+    if not added:
+        return
+    users = await db.scalars(
+        sa.select(User).where(User.username.in_(added), User.is_active.is_(True))
+    )
+    document_id = f"content:{item.id}"
+    readers = [
+        user.id
+        for user in users
+        if user.id not in authors
+        and at_least(await document_level(db, await _principal_of(db, user), document_id), "read")
+    ]
+    if not readers:
+        return
+    by = "someone" if not authors else await _names(db, authors)
+    await notify(
+        db,
+        PRODUCER,
+        users=readers,
+        title=f"You were mentioned in “{item.title}”"[:255],
+        message=f"{by} mentioned you in “{item.title}” ({document_id}).",
+        category_id=await category_id(db, MENTIONS),
+        type="mention",
+    )
+
+
+async def _names(db: AsyncSession, user_ids: Collection[int]) -> str:
+    names = await db.scalars(
+        sa.select(User.username).where(User.id.in_(user_ids)).order_by(User.username)
+    )
+    return ", ".join(names) or "someone"

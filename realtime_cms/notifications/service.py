@@ -1,0 +1,283 @@
+"""`notify`: the one way any part of the server notifies users.
+
+For each recipient it resolves the preference for the category, renders the template (all
+recipients first: one failure stores nothing), then per channel: `immediate` in-app
+notifications are stored and returned for a live push, `immediate` mail is returned to be
+sent, `hourly`/`daily` ones are held as digest items (`digests.py`), `off` drops the channel.
+
+Nothing leaves the process before the commit. `notify` returns a `NotifyResult` and also
+stages it on the session; the edge that commits delivers it once, either with
+`push_after_commit` (+ mail) on the returned value or with `Dispatcher.deliver(take_staged(db))`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.errors import Unprocessable
+from realtime_cms.mail import MailSender, Message
+from realtime_cms.models.auth import User
+from realtime_cms.models.base import utcnow
+from realtime_cms.models.notifications import (
+    Notification,
+    NotificationCategory,
+    NotificationDigestItem,
+    NotificationTemplate,
+)
+from realtime_cms.notifications import preferences, templates
+from realtime_cms.notifications.categories import require_category
+from realtime_cms.notifications.reads import LiveHub, as_json, counts_of
+from realtime_cms.notifications.schemas import CHANNELS, MAX_MESSAGE
+from realtime_cms.principal import Principal
+from realtime_cms.rbac.authorize import authorize
+
+log = logging.getLogger(__name__)
+
+STAGED = "rcms.notifications.staged"
+
+
+@dataclass(slots=True)
+class NotifyResult:
+    """What to do once the notifying transaction has committed."""
+
+    # (user id, notification JSON) for every immediate in-app notification stored.
+    deliveries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    emails: list[Message] = field(default_factory=list)
+    # Unread counts of the users in `deliveries`, as of the notifying transaction.
+    counts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    recipients: int = 0
+    queued: int = 0
+
+    def merge(self, other: NotifyResult) -> None:
+        self.deliveries.extend(other.deliveries)
+        self.emails.extend(other.emails)
+        self.counts.update(other.counts)
+        self.recipients += other.recipients
+        self.queued += other.queued
+
+
+def stage(db: AsyncSession, result: NotifyResult) -> None:
+    db.info.setdefault(STAGED, NotifyResult()).merge(result)
+
+
+def take_staged(db: AsyncSession) -> NotifyResult:
+    """Everything `notify` staged on this session since the last take (then forgotten)."""
+    staged = db.info.pop(STAGED, None)
+    return staged if isinstance(staged, NotifyResult) else NotifyResult()
+
+
+def window_end(frequency: str, now: datetime) -> datetime:
+    """When the digest window holding `now` closes: the next full hour, or next UTC midnight."""
+    if frequency == "hourly":
+        return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    title: str
+    message: str
+    subject: str
+
+
+async def _recipients(db: AsyncSession, users: Sequence[int]) -> list[User]:
+    wanted = sorted(set(users))
+    if not wanted:
+        return []
+    found = {user.id: user for user in await db.scalars(sa.select(User).where(User.id.in_(wanted)))}
+    unknown = [uid for uid in wanted if uid not in found]
+    if unknown:
+        raise Unprocessable(
+            f"No such users: {', '.join(map(str, unknown))}", code="unknown_recipients"
+        )
+    return [found[uid] for uid in wanted if found[uid].is_active]
+
+
+def _texts(
+    template: NotificationTemplate | None,
+    title: str | None,
+    message: str | None,
+    context: Mapping[str, Any],
+    users: Sequence[User],
+) -> dict[int, _Text]:
+    """Every recipient's text, rendered before anything is stored."""
+    if template is None:
+        assert title is not None and message is not None
+        text = _Text(title[: templates.SUBJECT_MAX], message[:MAX_MESSAGE], title)
+        return {user.id: text for user in users}
+    texts = {}
+    for user in users:
+        recipient = {
+            "id": user.id,
+            "username": user.username,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+        }
+        subject, body = templates.render(template, context, recipient)
+        texts[user.id] = _Text(subject, body, subject)
+    return texts
+
+
+async def _source(
+    db: AsyncSession,
+    template: str | int | None,
+    title: str | None,
+    message: str | None,
+    context: Mapping[str, Any],
+) -> NotificationTemplate | None:
+    if template is not None:
+        found = await templates.find_template(db, template)
+        templates.check_context(found, context)
+        return found
+    if not title or message is None:
+        raise Unprocessable(
+            "Give a template, or a title and a message", code="notification_text_required"
+        )
+    if context:
+        raise Unprocessable("A context needs a template to fill", code="template_extra_variables")
+    return None
+
+
+async def notify(
+    db: AsyncSession,
+    principal: Principal,
+    *,
+    users: Sequence[int],
+    template: str | int | None = None,
+    title: str | None = None,
+    message: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    category_id: int | None = None,
+    type: str = "info",
+    now: datetime | None = None,
+) -> NotifyResult:
+    """Notify `users` (see the module); flushed, staged on `db`, and returned."""
+    authorize(principal, "notifications.send")
+    # Whole seconds: what MariaDB keeps, so the live push and later reads agree.
+    now = (now or utcnow()).replace(microsecond=0)
+    context = dict(context or {})
+    source = await _source(db, template, title, message, context)
+    category = await require_category(db, category_id) if category_id is not None else None
+    recipients = await _recipients(db, users)
+    texts = _texts(source, title, message, context, recipients)
+    chosen = await preferences.resolve(db, [user.id for user in recipients], category, now)
+    allowed = set(source.channels or []) if source is not None else set(CHANNELS)
+    kind = source.type if source is not None and type == "info" else type
+    result = NotifyResult(recipients=len(recipients))
+    stored: list[Notification] = []
+    for user in recipients:
+        preference = chosen[user.id]
+        if preference.muted:
+            continue
+        text = texts[user.id]
+        for channel in (c for c in preference.channels if c in allowed):
+            if preference.frequency != "immediate":
+                db.add(
+                    _digest_item(user.id, category, channel, preference.frequency, text, kind, now)
+                )
+                result.queued += 1
+            elif channel == "in_app":
+                row = Notification(
+                    user_id=user.id,
+                    category_id=category.id if category else None,
+                    title=text.title,
+                    message=text.message,
+                    type=kind,
+                    is_read=False,
+                    view_count=0,
+                    created_at=now,
+                )
+                db.add(row)
+                stored.append(row)
+            else:
+                result.emails.append(
+                    Message(to=user.email, subject=text.subject, body=text.message)
+                )
+    await db.flush()
+    for row, data in zip(stored, await as_json(db, stored), strict=True):
+        result.deliveries.append((row.user_id, data))
+    result.counts = await counts_of(db, [row.user_id for row in stored])
+    stage(db, result)
+    return result
+
+
+def _digest_item(
+    user_id: int,
+    category: NotificationCategory | None,
+    channel: str,
+    frequency: str,
+    text: _Text,
+    kind: str,
+    now: datetime,
+) -> NotificationDigestItem:
+    return NotificationDigestItem(
+        user_id=user_id,
+        category_id=category.id if category else None,
+        channel=channel,
+        frequency=frequency,
+        due_at=window_end(frequency, now),
+        title=text.title,
+        message=text.message,
+        type=kind,
+        created_at=now,
+    )
+
+
+async def user_ids_for(
+    db: AsyncSession, user_ids: Sequence[int], usernames: Sequence[str]
+) -> list[int]:
+    """Recipients given by id and/or username; Unprocessable naming unknown usernames."""
+    ids = set(user_ids)
+    if usernames:
+        rows = await db.execute(
+            sa.select(User.username, User.id).where(User.username.in_(set(usernames)))
+        )
+        found = {name: uid for name, uid in rows}
+        unknown = sorted(set(usernames) - set(found))
+        if unknown:
+            raise Unprocessable(f"No such users: {', '.join(unknown)}", code="unknown_recipients")
+        ids.update(found.values())
+    if not ids:
+        raise Unprocessable("Name at least one recipient", code="no_recipients")
+    return sorted(ids)
+
+
+async def push_after_commit(hub: LiveHub, result: NotifyResult) -> None:
+    """Push every delivered notification, then each recipient's unread counts."""
+    for user_id, data in result.deliveries:
+        await hub.deliver(user_id, data)
+    for user_id, unread in result.counts.items():
+        await hub.counts(user_id, unread)
+
+
+async def send_mail(mailer: MailSender, result: NotifyResult) -> int:
+    """Send the result's mail; failures are logged (what was notified is committed): how many."""
+    failed = 0
+    for message in result.emails:
+        try:
+            await mailer.send(message)
+        except Exception:
+            failed += 1
+            log.exception("sending a notification mail to %s failed", message.to)
+    return failed
+
+
+class Dispatcher:
+    """Delivers committed notifications: live pushes through the hub, then mail."""
+
+    def __init__(self, hub: LiveHub | None, mailer: MailSender) -> None:
+        self.hub = hub
+        self.mailer = mailer
+
+    async def deliver(self, result: NotifyResult) -> int:
+        """Push and mail `result`; the number of mails that could not be sent."""
+        if self.hub is not None:
+            await push_after_commit(self.hub, result)
+        return await send_mail(self.mailer, result)

@@ -12,19 +12,17 @@ transaction, pushed live after the commit) and one mail.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.background import PeriodicTask
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.mail import Message
 from realtime_cms.models.auth import User
@@ -177,8 +175,10 @@ async def _finish(sessions: SessionFactory, batch_id: str, status: str, now: dat
         )
 
 
-class DigestRunner:
+class DigestRunner(PeriodicTask):
     """Delivers due digests every `interval_seconds`; use as `async with` (starts once)."""
+
+    name = "notification-digests"
 
     def __init__(
         self,
@@ -188,37 +188,15 @@ class DigestRunner:
         interval_seconds: float = 60.0,
         clock: Clock = utcnow,
     ) -> None:
+        super().__init__(interval_seconds=interval_seconds)
         self._sessions = sessions
         self._dispatcher = dispatcher
-        self._interval = interval_seconds
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("a DigestRunner starts once")
-        self._task = asyncio.create_task(self._run_forever(), name="notification-digests")
-        return self
+    async def run_once(self) -> None:
+        await self.deliver_due()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run_forever(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("a digest round failed; retrying next round")
-            await asyncio.sleep(self._interval)
-
-    async def run_once(self, now: datetime | None = None) -> int:
+    async def deliver_due(self, now: datetime | None = None) -> int:
         """Deliver every digest due at `now` (default: the clock); how many batches it made."""
         now = (now or self._clock()).replace(microsecond=0)
         async with transaction(self._sessions) as db:

@@ -107,10 +107,10 @@ async def test_ten_daily_notifications_make_one_batch_and_one_digest_per_channel
     for user_id in users:
         await _notify_ten(first.sessions, user_id, DAY + timedelta(hours=9))
     clock.now = DAY + timedelta(hours=23, minutes=59)
-    assert await first.runner.run_once() == 0
+    assert await first.runner.deliver_due() == 0
 
     clock.now = DAY + timedelta(days=1, seconds=5)
-    made = await asyncio.gather(first.runner.run_once(), second.runner.run_once())
+    made = await asyncio.gather(first.runner.deliver_due(), second.runner.deliver_due())
     assert sum(made) == len(users)
 
     items = NotificationDigestItem
@@ -151,7 +151,7 @@ async def test_ten_daily_notifications_make_one_batch_and_one_digest_per_channel
     assert len(batch_rows) == len(users)
     assert {(b.status, b.notification_count) for b in batch_rows} == {("completed", 20)}
 
-    assert await first.runner.run_once() == 0 and await second.runner.run_once() == 0
+    assert await first.runner.deliver_due() == 0 and await second.runner.deliver_due() == 0
 
 
 async def test_hourly_windows_close_on_the_hour(
@@ -162,9 +162,9 @@ async def test_hourly_windows_close_on_the_hour(
     start = DAY + timedelta(days=3, hours=14, minutes=10)
     await _notify_ten(first.sessions, user_id, start)
     clock.now = start.replace(minute=59)
-    assert await first.runner.run_once() == 0
+    assert await first.runner.deliver_due() == 0
     clock.now = start.replace(minute=0) + timedelta(hours=1)
-    assert await first.runner.run_once() == 1
+    assert await first.runner.deliver_due() == 1
     [(_, pushed_to, data)] = [e for e in first.hub.events if e[0] == "notification"]
     assert pushed_to == user_id and data["title"] == "Your hourly digest: 10 notifications"
     assert first.mailer.outbox == type(first.mailer.outbox)()

@@ -27,6 +27,7 @@ from handlers.collab import failure, ok
 from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, resolve_token
 from realtime_cms import keys
 from realtime_cms.accounts.sessions import still_valid
+from realtime_cms.background import PeriodicTask
 from realtime_cms.db import transaction
 from realtime_cms.errors import CMSError, Invalid, NotFound, RateLimited, Unauthorized
 from realtime_cms.notifications import live, reads
@@ -98,7 +99,7 @@ class NotificationsNamespace(socketio.AsyncNamespace):
         super().__init__(NAMESPACE)
         self.app = app
         self.listeners: dict[str, Listener] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._running = contextlib.AsyncExitStack()
         self._closing: set[asyncio.Task[None]] = set()
 
     @property
@@ -207,40 +208,26 @@ class NotificationsNamespace(socketio.AsyncNamespace):
         return ok(unread=await reads.unread_counts(db, principal))
 
     async def start(self, app: web.Application) -> None:
-        """Start the sweep that re-checks every connection's token (on app startup)."""
-        if self._sweeper is not None:
-            raise RuntimeError("the notifications sweep is already running")
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="notifications-sweep")
+        """Start the sweep that re-checks every connection's credentials (app startup)."""
+        await self._running.enter_async_context(Sweep(self))
 
     async def stop(self, app: web.Application) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REVALIDATE_SECONDS)
-            await self.sweep()
+        """Stop the sweep (app shutdown, before the database goes)."""
+        await self._running.aclose()
 
     async def sweep(self) -> None:
         """End every connection whose session or API token no longer resolves (in bulk)."""
         listeners = list(self.listeners.values())
         if not listeners:
             return
-        try:
-            async with transaction(self.app[keys.SESSIONS]) as db:
-                sessions, tokens = await still_valid(
-                    db,
-                    session_ids={item.session_id for item in listeners if item.session_id},
-                    token_ids={item.token_id for item in listeners if item.token_id is not None},
-                    settings=self.app[keys.SETTINGS],
-                )
-        except Exception:
-            # The database is unreachable: keep serving until the next sweep.
-            log.exception("re-checking %d notification connections failed", len(listeners))
-            return
+        # If the database is unreachable this raises: connections are served until a sweep works.
+        async with transaction(self.app[keys.SESSIONS]) as db:
+            sessions, tokens = await still_valid(
+                db,
+                session_ids={item.session_id for item in listeners if item.session_id},
+                token_ids={item.token_id for item in listeners if item.token_id is not None},
+                settings=self.app[keys.SETTINGS],
+            )
         for listener in listeners:
             if listener.session_id not in sessions and listener.token_id not in tokens:
                 await self._end(listener.sid)
@@ -275,6 +262,19 @@ class NotificationsNamespace(socketio.AsyncNamespace):
         task = asyncio.create_task(self.disconnect(sid))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+
+class Sweep(PeriodicTask):
+    """Every few seconds, ends the namespace's connections whose credentials ended."""
+
+    name = "notifications-sweep"
+
+    def __init__(self, namespace: NotificationsNamespace) -> None:
+        super().__init__(interval_seconds=REVALIDATE_SECONDS)
+        self.namespace = namespace
+
+    async def run_once(self) -> None:
+        await self.namespace.sweep()
 
 
 def setup(app: web.Application, sio: socketio.AsyncServer) -> None:

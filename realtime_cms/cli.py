@@ -40,12 +40,30 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+async def _seed_roles(settings: Settings) -> None:
+    """Bring the permission catalog and default roles up to this release (idempotent)."""
+    from realtime_cms.rbac.service import seed_defaults
+
+    engine = create_engine(settings.database_url)
+    try:
+        async with transaction(session_factory(engine)) as db:
+            await seed_defaults(db)
+    finally:
+        await engine.dispose()
+
+
+def _upgrade(settings: Settings, revision: str = "head") -> None:
+    migrate.upgrade(settings.database_url, revision)
+    if revision == "head":
+        asyncio.run(_seed_roles(settings))
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from realtime_cms.app import create_app
 
     settings = _settings()
     if settings.is_embedded:
-        migrate.upgrade(settings.database_url)
+        _upgrade(settings)
     host, port = args.host or settings.host, args.port if args.port is not None else settings.port
     log.info(
         "realtime_cms listening on http://%s:%s (database %s)",
@@ -71,7 +89,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     if args.downgrade:
         migrate.downgrade(settings.database_url, args.revision or "base")
     else:
-        migrate.upgrade(settings.database_url, args.revision or "head")
+        _upgrade(settings, args.revision or "head")
     log.info("migrations applied")
 
 

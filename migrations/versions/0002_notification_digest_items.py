@@ -66,10 +66,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(
-        op.f("ix_notification_digest_items_user_id"), table_name="notification_digest_items"
-    )
-    op.drop_index(
-        op.f("ix_notification_digest_items_batch_id_due_at"), table_name="notification_digest_items"
-    )
+    # The table's indexes go with it (MariaDB refuses to drop one a foreign key still uses).
     op.drop_table("notification_digest_items")

@@ -16,7 +16,11 @@ from realtime_cms.rbac.catalog import DEFAULT_ROLES, PERMISSIONS
 
 
 async def seed_defaults(db: AsyncSession) -> None:
-    """Create missing catalog permissions and default roles (idempotent; never removes grants)."""
+    """Create missing catalog permissions and default roles (idempotent; never removes grants).
+
+    The `admin` role holds every permission of the catalog, including ones a later release
+    adds: an existing installation's admins get them on the next `migrate`.
+    """
     existing = {p.name: p for p in await db.scalars(sa.select(Permission))}
     for name, description in PERMISSIONS.items():
         if name not in existing:
@@ -25,13 +29,21 @@ async def seed_defaults(db: AsyncSession) -> None:
     await db.flush()
     roles = {r.name: r for r in await db.scalars(sa.select(Role))}
     for role_name, (description, granted) in DEFAULT_ROLES.items():
-        if role_name in roles:
+        role = roles.get(role_name)
+        if role is None:
+            role = Role(name=role_name, description=description)
+            db.add(role)
+            await db.flush()
+        elif role_name != "admin":
             continue
-        role = Role(name=role_name, description=description)
-        db.add(role)
-        await db.flush()
+        held = set(
+            await db.scalars(
+                sa.select(RolePermission.permission_id).where(RolePermission.role_id == role.id)
+            )
+        )
         for perm in sorted(granted):
-            db.add(RolePermission(role_id=role.id, permission_id=existing[perm].id))
+            if existing[perm].id not in held:
+                db.add(RolePermission(role_id=role.id, permission_id=existing[perm].id))
     await db.flush()
 
 

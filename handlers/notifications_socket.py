@@ -128,7 +128,7 @@ class NotificationsNamespace(socketio.AsyncNamespace):
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         """Route every event through one guard: rate, a valid session, known event, errors."""
-        if event in ("connect", "disconnect") and self._from_server(event, args):
+        if event in ("connect", "disconnect"):  # clients cannot send these (SocketServer)
             return await super().trigger_event(event, *args)
         handler = getattr(self, f"event_{event}", None)
         try:
@@ -146,17 +146,6 @@ class NotificationsNamespace(socketio.AsyncNamespace):
         except Exception:
             log.exception("notifications event %s failed", event)
             return failure(CMSError("The server failed; the error was logged"))
-
-    def _from_server(self, event: str, args: tuple[Any, ...]) -> bool:
-        """Whether `connect`/`disconnect` is the server's, not a client's event of that name.
-
-        python-socketio dispatches client events named so like its own: the server's connect
-        passes the connection's environ; its disconnect comes after `pre_disconnect`.
-        """
-        sid = args[0]
-        if event == "connect":
-            return len(args) > 1 and args[1] is self.server.get_environ(sid, NAMESPACE)
-        return not self.server.manager.is_connected(sid, NAMESPACE)
 
     async def event_mark_read(
         self, db: AsyncSession, principal: Principal, data: Any, effects: list[Effect]

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from handlers import collab, notifications_socket, routes, ysocketio, ywebsocket
 from handlers.auth_context import origin_allowed
+from handlers.socket_server import SocketServer
 from handlers.middlewares import (
     error_middleware,
     request_id_middleware,
@@ -162,7 +163,7 @@ def _socket_server(settings: Settings) -> socketio.AsyncServer:
         if settings.redis_url
         else None
     )
-    sio = socketio.AsyncServer(
+    sio = SocketServer(
         async_mode="aiohttp",
         client_manager=manager,
         cors_allowed_origins=_socket_origin_allowed,

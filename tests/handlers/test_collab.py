@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from unittest.mock import ANY
 
 import pycrdt
 import pytest
@@ -195,3 +196,18 @@ async def test_garbage_updates_are_refused_and_change_nothing(
         observer = await (await connect("admin")).join(document_id)
         assert observer.text() == "stable", garbage
     assert refused >= 3
+
+
+@pytest.mark.parametrize("event", ["connect", "disconnect"])
+async def test_a_client_event_named_like_a_lifecycle_event_is_refused(
+    harness: Harness, connect: Callable[..., Awaitable[CollabClient]], event: str
+) -> None:
+    document_id = new_document("reserved")
+    await grant(harness, document_id, "editor", "write")
+    client = await connect("editor")
+    doc = await client.join(document_id)
+    answer = await client.sio.call(event, {"document": document_id}, namespace="/collab")
+    assert answer == {"ok": False, "error": {"code": "unknown_event", "message": ANY}}
+    doc.doc.get("body", type=pycrdt.Text).insert(0, "still seated")
+    await doc.flush()
+    assert not doc.errors

@@ -13,12 +13,12 @@ from redis.asyncio import Redis
 
 from handlers import collab, notifications_socket, routes, ysocketio, ywebsocket
 from handlers.auth_context import origin_allowed
-from handlers.socket_server import SocketServer
 from handlers.middlewares import (
     error_middleware,
     request_id_middleware,
     security_headers_middleware,
 )
+from handlers.socket_server import SocketServer
 from realtime_cms import keys
 from realtime_cms.collab.manager import RoomLimits, RoomManager
 from realtime_cms.collab.relay import Relay

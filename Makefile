@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck install clean static widget
+.PHONY: run test lint typecheck install clean static widget bench bench-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,3 +47,29 @@ widget:
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (bench/, docs/benchmarks.md): peers and Node packages install into bench/ only.
+# `make bench` runs the whole matrix (hours); `make bench-smoke` proves every server and
+# adapter in a few minutes (CI). BENCH_ARGS passes options to bench/run.py.
+BENCH_VENV := bench/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench/node_modules/.installed-full: bench/package-lock.json
+	cd bench && npm ci --no-audit --no-fund
+	touch $@ bench/node_modules/.installed-smoke
+
+bench/node_modules/.installed-smoke: bench/package-lock.json
+	cd bench && npm ci --omit=optional --no-audit --no-fund
+	touch $@
+
+bench: $(STAMP) $(BENCH_STAMP) bench/node_modules/.installed-full
+	$(BENCH_VENV)/bin/python bench/run.py --profile full $(BENCH_ARGS)
+
+bench-smoke: $(STAMP) $(BENCH_STAMP) bench/node_modules/.installed-smoke
+	$(BENCH_VENV)/bin/python bench/run.py --profile smoke $(BENCH_ARGS)

@@ -1,0 +1,150 @@
+// One thin adapter per protocol. Each returns a client:
+//   { ready: Promise, send(update), close() }
+// and calls hooks.onUpdate(update) for every document update that arrives and, where the
+// protocol acknowledges updates, hooks.onAck(ok) once per sent update, in order.
+import WebSocket from 'ws'
+import { io } from 'socket.io-client'
+import * as encoding from 'lib0/encoding'
+import * as decoding from 'lib0/decoding'
+
+const SYNC = 0
+const STEP1 = 0
+const STEP2 = 1
+const UPDATE = 2
+const EMPTY_SV = new Uint8Array([0])
+const EMPTY_UPDATE = new Uint8Array([0, 0])
+const HP_AUTH = 2
+const HP_SYNC_REPLY = 4
+const HP_SYNC_STATUS = 8
+
+function frame (prefix, ...parts) {
+  const encoder = encoding.createEncoder()
+  if (prefix !== null) encoding.writeVarString(encoder, prefix)
+  for (const part of parts) {
+    if (part instanceof Uint8Array) encoding.writeVarUint8Array(encoder, part)
+    else if (typeof part === 'string') encoding.writeVarString(encoder, part)
+    else encoding.writeVarUint(encoder, part)
+  }
+  return encoding.toUint8Array(encoder)
+}
+
+function opened (ws, ready) {
+  ws.binaryType = 'nodebuffer'
+  ws.on('error', (err) => ready.reject(err))
+  ws.on('close', (code) => ready.reject(new Error(`closed ${code}`)))
+}
+
+function deferred () {
+  let resolve, reject
+  const promise = new Promise((res, rej) => { resolve = res; reject = rej })
+  promise.catch(() => {})
+  return { promise, resolve, reject }
+}
+
+// Reads one y-protocols sync message (after any prefix); calls onUpdate for steps 2 and
+// updates; returns the step.
+function readSync (decoder, hooks) {
+  const step = decoding.readVarUint(decoder)
+  if (step === STEP2 || step === UPDATE) hooks.onUpdate(decoding.readVarUint8Array(decoder))
+  return step
+}
+
+/** y-websocket protocol: ours at /ws/<doc>, y-websocket, pycrdt-websocket, the floors. */
+function ywebsocket ({ url, document, token, handshake = true }, hooks) {
+  const ready = deferred()
+  const query = token ? `?token=${encodeURIComponent(token)}` : ''
+  const ws = new WebSocket(`${url}/${encodeURIComponent(document)}${query}`, { perMessageDeflate: false })
+  opened(ws, ready)
+  ws.on('open', () => {
+    if (!handshake) return ready.resolve()
+    ws.send(frame(null, SYNC, STEP1, EMPTY_SV))
+  })
+  ws.on('message', (data) => {
+    const decoder = decoding.createDecoder(data)
+    if (decoding.readVarUint(decoder) !== SYNC) return
+    const step = readSync(decoder, hooks)
+    if (step === STEP2) ready.resolve()
+    else if (step === STEP1 && handshake) ws.send(frame(null, SYNC, STEP2, EMPTY_UPDATE))
+  })
+  return {
+    ready: ready.promise,
+    send: (update) => ws.send(frame(null, SYNC, UPDATE, update)),
+    close: () => ws.terminate(),
+  }
+}
+
+/** Hocuspocus's protocol: every message prefixed by the document name; token first. */
+function hocuspocus ({ url, document, token }, hooks) {
+  const ready = deferred()
+  const ws = new WebSocket(url, { perMessageDeflate: false })
+  opened(ws, ready)
+  ws.on('open', () => ws.send(frame(document, HP_AUTH, 0, token || 'bench')))
+  ws.on('message', (data) => {
+    const decoder = decoding.createDecoder(data)
+    decoding.readVarString(decoder)
+    const type = decoding.readVarUint(decoder)
+    if (type === HP_AUTH) {
+      if (decoding.readVarUint(decoder) !== 2) return ready.reject(new Error('hocuspocus auth refused'))
+      ws.send(frame(document, SYNC, STEP1, EMPTY_SV))
+    } else if (type === SYNC || type === HP_SYNC_REPLY) {
+      const step = readSync(decoder, hooks)
+      if (step === STEP2) ready.resolve()
+      else if (step === STEP1) ws.send(frame(document, SYNC, STEP2, EMPTY_UPDATE))
+    } else if (type === HP_SYNC_STATUS) {
+      hooks.onAck?.(decoding.readVarUint(decoder) === 1)
+    }
+  })
+  return {
+    ready: ready.promise,
+    send: (update) => ws.send(frame(document, SYNC, UPDATE, update)),
+    close: () => ws.terminate(),
+  }
+}
+
+function socket (url, namespace, token) {
+  return io(`${url}${namespace}`, {
+    auth: { token }, transports: ['websocket'], forceNew: true, reconnection: false,
+  })
+}
+
+/** Ours, `/collab`: join with an ack; each update is acked once durable. */
+function collab ({ url, document, token }, hooks) {
+  const ready = deferred()
+  const sock = socket(url, '/collab', token)
+  sock.on('connect_error', (err) => ready.reject(err))
+  sock.on('connect', () => {
+    sock.emit('join', { document }, (answer) => {
+      if (!answer?.ok) return ready.reject(new Error(`join: ${JSON.stringify(answer?.error)}`))
+      if (answer.update?.length > 2) hooks.onUpdate(new Uint8Array(answer.update))
+      ready.resolve()
+    })
+  })
+  sock.on('update', (message) => hooks.onUpdate(new Uint8Array(message.update)))
+  return {
+    ready: ready.promise,
+    send: (update) => sock.emit('update', { document, update }, (answer) => hooks.onAck?.(answer?.ok === true, answer?.error?.code)),
+    close: () => sock.disconnect(),
+  }
+}
+
+/** y-socket.io protocol (ours at `/yjs|<doc>`): bare binary arguments, no update acks. */
+function ysocketio ({ url, document, token }, hooks) {
+  const ready = deferred()
+  const sock = socket(url, `/yjs|${document}`, token)
+  sock.on('connect_error', (err) => ready.reject(err))
+  sock.on('sync-step-1', (sv, ack) => ack(EMPTY_UPDATE))
+  sock.on('connect', () => {
+    sock.emit('sync-step-1', EMPTY_SV, (update) => {
+      hooks.onUpdate(new Uint8Array(update))
+      ready.resolve()
+    })
+  })
+  sock.on('sync-update', (update) => hooks.onUpdate(new Uint8Array(update)))
+  return {
+    ready: ready.promise,
+    send: (update) => sock.emit('sync-update', update),
+    close: () => sock.disconnect(),
+  }
+}
+
+export const ADAPTERS = { ywebsocket, hocuspocus, collab, ysocketio }

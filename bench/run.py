@@ -1,0 +1,251 @@
+"""Benchmark orchestrator: every server fresh per run, interleaved, the Node generator as load.
+
+    bench/.venv/bin/python bench/run.py --profile smoke     # seconds per server: does it all work
+    bench/.venv/bin/python bench/run.py --profile full      # the matrix of docs/benchmarks.md
+    bench/.venv/bin/python bench/run.py --scenarios s1,s4 --servers ours-collab,hocuspocus \
+        --modes memory --reps 3 --scale 0.5
+
+For each scenario, repetition, server and persistence mode (in that nesting, so servers
+alternate A/B/A/B), it starts the server pinned to CPU 0 in a fresh temporary directory, runs
+`node bench/loadgen/main.mjs` pinned to CPU 1 and stops the server. Results go to
+bench/results/<UTC stamp>/ (raw.jsonl, results.md, *.png) and bench/results/latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import write_report  # noqa: E402
+from servers.catalog import BENCH, SERVERS, Launch, Unavailable  # noqa: E402
+
+TRACE = BENCH.parent.parent / "shared" / "bench-data" / "automerge-paper.json.gz"
+SERVER_CPU, GENERATOR_CPU = "0", "1"
+START_TIMEOUT = 60.0
+
+# Scenario parameters; --scale multiplies the counts marked in SCALED.
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {
+        "s1": {"docs": 100, "editors": 5, "rate": 5, "seconds": 120, "warmup": 10, "witnesses": 3},
+        "s2": {"docs": 10, "editors": 5, "rate": 5, "growth": 1.5, "seconds": 30, "warmup": 5,
+               "maxDocs": 2000, "witnesses": 2},
+        "s3": {"sizes": [2, 5, 10, 20, 50, 100, 200], "rate": 5, "seconds": 20, "warmup": 3,
+               "witnesses": 2},
+        "s4": {"rates": [250, 500, 1000, 2000, 4000, 8000, 16000], "seconds": 10, "all": False},
+    },
+    "smoke": {
+        "s1": {"docs": 2, "editors": 3, "rate": 5, "seconds": 1.5, "warmup": 0.5, "witnesses": 1,
+               "grace": 1},
+        "s2": {"docs": 2, "editors": 3, "rate": 5, "growth": 2, "seconds": 1, "warmup": 0.5,
+               "maxDocs": 4, "witnesses": 1, "grace": 1},
+        "s3": {"sizes": [2, 4], "rate": 5, "seconds": 1, "warmup": 0.5, "witnesses": 1,
+               "grace": 1},
+        "s4": {"rates": [100, 300], "seconds": 1, "all": False},
+    },
+}
+SCALED = {"s1": ("docs", "seconds"), "s2": ("seconds", "maxDocs"), "s3": ("seconds",),
+          "s4": ("seconds",)}
+# S4 floods one connection: ours runs it with the rate limit lifted (see the catalog).
+DEFAULT_SERVERS = {
+    "s1": ["ours-collab", "ours-ws", "ours-ysio", "y-websocket", "hocuspocus",
+           "pycrdt-websocket", "floor-relay", "floor-crdt"],
+    "s2": ["ours-collab", "ours-ws", "y-websocket", "hocuspocus", "pycrdt-websocket",
+           "floor-relay", "floor-crdt"],
+    "s3": ["ours-collab", "ours-ws", "y-websocket", "hocuspocus", "pycrdt-websocket",
+           "floor-relay", "floor-crdt"],
+    "s4": ["ours-collab", "ours-collab-tuned", "ours-ws", "y-websocket", "hocuspocus",
+           "pycrdt-websocket", "floor-crdt"],
+}
+# The smoke run proves every server and adapter with S1 (in memory, and durable where the
+# persistence differs), and each other scenario on two servers.
+SMOKE_RUNS = {
+    *(("s1", server, "memory") for server in SERVERS),
+    *(("s1", server, "durable") for server in
+      ("ours-collab", "y-websocket", "hocuspocus", "pycrdt-websocket")),
+    ("s2", "ours-collab", "memory"), ("s2", "y-websocket", "memory"),
+    ("s3", "ours-ws", "memory"), ("s3", "hocuspocus", "memory"),
+    ("s4", "ours-collab-tuned", "memory"), ("s4", "floor-crdt", "memory"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(cpu: str, argv: list[str]) -> list[str]:
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cpu, *argv] if taskset and os.cpu_count() and os.cpu_count() >= 2 else argv
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}: {tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"server not listening after {START_TIMEOUT:.0f} s: {tail(log)}")
+
+
+def tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-1500:] if log.exists() else ""
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+
+def run_one(scenario: str, server: str, mode: str, params: dict[str, Any], rep: int) -> dict[str, Any]:
+    """One fresh server, one generator run; the generator's JSON plus what we know."""
+    kind = SERVERS[server]
+    record: dict[str, Any] = {"scenario": scenario, "server": server, "mode": mode, "rep": rep,
+                              "adapter": kind.adapter, "params": params}
+    with tempfile.TemporaryDirectory(prefix=f"bench-{server}-") as tmp:
+        workdir = Path(tmp)
+        port = free_port()
+        try:
+            launch: Launch = kind.launch(port, workdir, mode)
+        except Unavailable as missing:
+            return {**record, "ok": False, "unavailable": str(missing)}
+        log = workdir / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(pinned(SERVER_CPU, launch.argv), cwd=workdir,
+                                       env=launch.env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port, process, log)
+            if launch.after_start:
+                launch.after_start(launch, port)
+            config = {
+                "scenario": scenario, "adapter": kind.adapter, "url": launch.url,
+                "token": launch.token, "serverPid": process.pid, "handshake": kind.handshake,
+                "prefix": f"b{rep}{int(time.time() * 1000) % 10**8}", "trace": str(TRACE),
+                "params": params, "timeoutSeconds": timeout_for(scenario, params),
+            }
+            generator = subprocess.run(
+                pinned(GENERATOR_CPU, ["node", str(BENCH / "loadgen" / "main.mjs"), json.dumps(config)]),
+                capture_output=True, text=True, timeout=timeout_for(scenario, params) + 30,
+            )
+            lines = generator.stdout.strip().splitlines()
+            result = json.loads(lines[-1]) if lines else {"ok": False}
+            if not result.get("ok"):
+                result.setdefault("error", generator.stderr[-1500:])
+                result["server_log"] = tail(log)
+            return {**record, **result}
+        except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as failed:
+            return {**record, "ok": False, "error": str(failed), "server_log": tail(log)}
+        finally:
+            stop(process)
+            for leftover in Path("/dev/shm").glob(f"rcms-bench-{workdir.name}.sqlite3*"):
+                leftover.unlink()
+
+
+def timeout_for(scenario: str, params: dict[str, Any]) -> int:
+    steps = {"s1": 1, "s2": 20, "s3": len(params.get("sizes", [])),
+             "s4": len(params.get("rates", []))}[scenario]
+    return int(60 + steps * (params["seconds"] + params.get("warmup", 0) + 20) + params.get("seconds", 0))
+
+
+def scaled(params: dict[str, Any], scenario: str, scale: float) -> dict[str, Any]:
+    out = dict(params)
+    for key in SCALED[scenario]:
+        value = params[key] * scale
+        out[key] = max(1, round(value)) if isinstance(params[key], int) else max(0.5, value)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
+    parser.add_argument("--scenarios", default="s1,s2,s3,s4")
+    parser.add_argument("--servers", help="comma-separated (default: each scenario's list)")
+    parser.add_argument("--modes", default="memory,durable")
+    parser.add_argument("--reps", type=int, help="repetitions (default: 3 full, 1 smoke)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply counts and durations")
+    parser.add_argument("--out", type=Path, default=BENCH / "results")
+    args = parser.parse_args()
+
+    smoke = args.profile == "smoke"
+    reps = args.reps or (1 if smoke else 3)
+    modes = args.modes.split(",")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = args.out / f"{args.profile}-{stamp}"
+    out.mkdir(parents=True)
+    if not TRACE.exists():
+        sys.exit(f"the trace {TRACE} is missing (see shared/bench-data/README.md)")
+    records: list[dict[str, Any]] = []
+    started = time.monotonic()
+    with (out / "raw.jsonl").open("w") as raw:
+        for scenario in args.scenarios.split(","):
+            params = scaled(PROFILES[args.profile][scenario], scenario, args.scale)
+            chosen = args.servers.split(",") if args.servers else (
+                list(SERVERS) if smoke else DEFAULT_SERVERS[scenario])
+            for rep in range(reps):
+                for server in chosen:
+                    for mode in modes:
+                        if mode not in SERVERS[server].modes or (
+                            smoke and not args.servers and (scenario, server, mode) not in SMOKE_RUNS
+                        ):
+                            continue
+                        begun = time.monotonic()
+                        record = run_one(scenario, server, mode, params, rep)
+                        record["wall_seconds"] = round(time.monotonic() - begun, 1)
+                        records.append(record)
+                        raw.write(json.dumps(record) + "\n")
+                        raw.flush()
+                        print(summary_line(record), flush=True)
+    write_report(out, records, {
+        "profile": args.profile, "reps": reps, "scale": args.scale, "stamp": stamp,
+        "seconds": round(time.monotonic() - started),
+    })
+    latest = args.out / "latest"
+    with contextlib.suppress(FileNotFoundError):
+        latest.unlink()
+    latest.symlink_to(out.name)
+    failed = [r for r in records if not r.get("ok") and "unavailable" not in r]
+    unavailable = sorted({f"{r['server']} ({r['mode']}): {r['unavailable']}"
+                          for r in records if "unavailable" in r})
+    for line in unavailable:
+        print(f"UNAVAILABLE {line}")
+    print(f"{len(records)} runs, {len(failed)} failed, {len(unavailable)} unavailable; "
+          f"report: {out / 'results.md'}")
+    return 1 if failed else 0
+
+
+def summary_line(record: dict[str, Any]) -> str:
+    head = (f"{record['scenario']} {record['server']:<18} {record['mode']:<8} rep {record['rep']} "
+            f"{record['wall_seconds']:>5.1f}s")
+    if "unavailable" in record:
+        return f"{head}  UNAVAILABLE: {record['unavailable']}"
+    if not record.get("ok"):
+        return f"{head}  FAILED: {str(record.get('error'))[:300]} {record.get('server_log', '')[-300:]}"
+    last = record["steps"][-1]
+    valid = "valid" if record["valid"] else f"INVALID {record['invalid']}"
+    return (f"{head}  steps {len(record['steps'])} p99 {last['latency_ms']['p99']} ms "
+            f"drops {last['drops']} gen {last['generator_cpu']:.0%} {valid}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -93,9 +93,12 @@ def s1_table(records: list[Record]) -> str:
             cell(step_values(good, lambda s: s["server_cpu_us_per_delivery"]), 1),
             cell(step_values(good, lambda s: s["server_rss_mib"]), 1),
             cell(step_values(good, lambda s: s["deliveries_per_s"]), 0),
+            cell(step_values(good, lambda s: s["drops"]), 0),
+            cell(step_values(good, lambda s: s.get("lost")), 0),
         ])
     return table(["server", "mode", "valid runs", "p50 ms", "p99 ms", "p99.9 ms", "ack p99 ms",
-                  "server CPU µs/delivery", "RSS MiB", "deliveries/s"], rows)
+                  "server CPU µs/delivery", "RSS MiB", "deliveries/s", "late > 2 s", "lost"],
+                 rows)
 
 
 def s2_table(records: list[Record]) -> str:
@@ -212,7 +215,9 @@ def charts(out: Path, records: list[Record]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def bars(scenario: str, value: Callable[[Record], float | None], ylabel: str, name: str) -> None:
+    def bars(
+        scenario: str, value: Callable[[Record], float | None], ylabel: str, name: str
+    ) -> None:
         labels, medians, errs = [], [], [[], []]
         for (server, mode), runs in groups(records, scenario).items():
             got = spread(value(r) for r in valid_or_ok(runs))
@@ -251,7 +256,8 @@ def charts(out: Path, records: list[Record]) -> None:
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.axhline(P99_LIMIT_MS, color="grey", linewidth=0.8, linestyle="--") if "p99" in ylabel else None
+        if "p99" in ylabel:
+            ax.axhline(P99_LIMIT_MS, color="grey", linewidth=0.8, linestyle="--")
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)

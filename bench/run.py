@@ -36,6 +36,7 @@ from servers.catalog import BENCH, SERVERS, Launch, Unavailable  # noqa: E402
 TRACE = BENCH.parent.parent / "shared" / "bench-data" / "automerge-paper.json.gz"
 SERVER_CPU, GENERATOR_CPU = "0", "1"
 START_TIMEOUT = 60.0
+LOADGEN = BENCH / "loadgen" / "main.mjs"
 
 # Scenario parameters; --scale multiplies the counts marked in SCALED.
 PROFILES: dict[str, dict[str, dict[str, Any]]] = {
@@ -90,7 +91,9 @@ def free_port() -> int:
 
 def pinned(cpu: str, argv: list[str]) -> list[str]:
     taskset = shutil.which("taskset")
-    return [taskset, "-c", cpu, *argv] if taskset and os.cpu_count() and os.cpu_count() >= 2 else argv
+    if taskset and (os.cpu_count() or 1) >= 2:
+        return [taskset, "-c", cpu, *argv]
+    return argv
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -118,7 +121,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
-def run_one(scenario: str, server: str, mode: str, params: dict[str, Any], rep: int) -> dict[str, Any]:
+def run_one(
+    scenario: str, server: str, mode: str, params: dict[str, Any], rep: int
+) -> dict[str, Any]:
     """One fresh server, one generator run; the generator's JSON plus what we know."""
     kind = SERVERS[server]
     record: dict[str, Any] = {"scenario": scenario, "server": server, "mode": mode, "rep": rep,
@@ -145,7 +150,7 @@ def run_one(scenario: str, server: str, mode: str, params: dict[str, Any], rep: 
                 "params": params, "timeoutSeconds": timeout_for(scenario, params),
             }
             generator = subprocess.run(
-                pinned(GENERATOR_CPU, ["node", str(BENCH / "loadgen" / "main.mjs"), json.dumps(config)]),
+                pinned(GENERATOR_CPU, ["node", str(LOADGEN), json.dumps(config)]),
                 capture_output=True, text=True, timeout=timeout_for(scenario, params) + 30,
             )
             lines = generator.stdout.strip().splitlines()
@@ -165,7 +170,8 @@ def run_one(scenario: str, server: str, mode: str, params: dict[str, Any], rep: 
 def timeout_for(scenario: str, params: dict[str, Any]) -> int:
     steps = {"s1": 1, "s2": 20, "s3": len(params.get("sizes", [])),
              "s4": len(params.get("rates", []))}[scenario]
-    return int(60 + steps * (params["seconds"] + params.get("warmup", 0) + 20) + params.get("seconds", 0))
+    per_step = params["seconds"] + params.get("warmup", 0) + 20
+    return int(60 + steps * per_step + params["seconds"])
 
 
 def scaled(params: dict[str, Any], scenario: str, scale: float) -> dict[str, Any]:
@@ -205,9 +211,9 @@ def main() -> int:
             for rep in range(reps):
                 for server in chosen:
                     for mode in modes:
-                        if mode not in SERVERS[server].modes or (
-                            smoke and not args.servers and (scenario, server, mode) not in SMOKE_RUNS
-                        ):
+                        wanted = not smoke or bool(args.servers) or (
+                            (scenario, server, mode) in SMOKE_RUNS)
+                        if mode not in SERVERS[server].modes or not wanted:
                             continue
                         begun = time.monotonic()
                         record = run_one(scenario, server, mode, params, rep)
@@ -240,7 +246,8 @@ def summary_line(record: dict[str, Any]) -> str:
     if "unavailable" in record:
         return f"{head}  UNAVAILABLE: {record['unavailable']}"
     if not record.get("ok"):
-        return f"{head}  FAILED: {str(record.get('error'))[:300]} {record.get('server_log', '')[-300:]}"
+        log = record.get("server_log", "")[-300:]
+        return f"{head}  FAILED: {str(record.get('error'))[:300]} {log}"
     last = record["steps"][-1]
     valid = "valid" if record["valid"] else f"INVALID {record['invalid']}"
     return (f"{head}  steps {len(record['steps'])} p99 {last['latency_ms']['p99']} ms "

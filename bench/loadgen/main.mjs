@@ -169,18 +169,25 @@ async function measure (seconds, groups, extra, grace = config.params.grace ?? 2
   step.t1 = now()
   step.stop()
   await sleep(grace * 1000)
-  let drops = 0
-  for (const editors of groups) {
-    for (const receiver of editors) {
-      for (const sender of editors) {
-        if (sender !== receiver) drops += receiver.missing(sender, Math.max(step.t0, receiver.readyAt), step.t1)
-      }
-    }
-  }
-  const report = step.report({ ...extra, drops })
+  const window = [step.t0, step.t1]
+  const report = step.report({ ...extra, drops: missingIn(groups, window) })
+  report.recount = () => { report.lost = missingIn(groups, window) }
   report.valid = report.generator_cpu <= GENERATOR_CPU_LIMIT
   if (!report.valid) report.invalid = `generator at ${Math.round(report.generator_cpu * 100)}% CPU (limit 80%)`
   return report
+}
+
+/** Updates sent in the window that some peer of the document has not received. */
+function missingIn (groups, [from, to]) {
+  let missing = 0
+  for (const editors of groups) {
+    for (const receiver of editors) {
+      for (const sender of editors) {
+        if (sender !== receiver) missing += receiver.missing(sender, Math.max(from, receiver.readyAt), to)
+      }
+    }
+  }
+  return missing
 }
 
 /** Every witness must hold exactly the merge of its document's editors. */
@@ -318,6 +325,11 @@ async function main () {
   trace = await loadTrace(config.trace)
   const started = now()
   const result = await SCENARIOS[config.scenario](config.params)
+  // `drops`: not received within the grace after the step; `lost`: never, once traffic stopped.
+  for (const report of result.steps) {
+    report.recount?.()
+    delete report.recount
+  }
   const invalid = result.steps.filter((s) => !s.valid).map((s) => s.invalid)
   if (result.witnessFailures.length) invalid.push(...result.witnessFailures.map((f) => `witness: ${f}`))
   console.log(JSON.stringify({

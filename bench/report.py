@@ -141,7 +141,8 @@ def s3_table(records: list[Record]) -> str:
         row = [server, mode, status(runs)]
         for size in sizes:
             at = [next((s for s in r["steps"] if s["editors"] == size), None) for r in good]
-            p99 = cell([s["latency_ms"]["p99"] for s in at if s], 1)
+            mark = "" if all(s["valid"] for s in at if s) else " (generator > 80%)"
+            p99 = cell([s["latency_ms"]["p99"] for s in at if s], 1) + mark
             cpu = cell([s["server_cpu_us_per_recipient"] for s in at if s], 0)
             row.append(f"{p99} / {cpu}")
         rows.append(row)

@@ -146,7 +146,7 @@ def _bench_python(script: str, *args: str) -> Callable[[int, Path, str], Launch]
         _need(BENCH_PYTHON, "the bench venv (bench/.venv, from bench/requirements.txt)")
         argv = [str(BENCH_PYTHON), str(BENCH / script), *args, "--port", str(port)]
         if mode == "durable":
-            argv += ["--sqlite", str(workdir / "ystore.db")]
+            argv += ["--sqlite-dir", str(workdir / "ystore")]
         return Launch(argv, dict(os.environ), f"ws://127.0.0.1:{port}")
 
     return launch

@@ -1,16 +1,19 @@
 """pycrdt-websocket (PyPI) served over aiohttp: the Python peer, y-websocket protocol.
 
 Each connection at `/<room>` is handed to `WebsocketServer.serve` through a small `Channel`
-over aiohttp's WebSocket. With --sqlite PATH every room gets a `SQLiteYStore` there (the
-package's durable store: updates are written as they arrive, not before relaying).
+over aiohttp's WebSocket. With --sqlite-dir DIR every room gets a `SQLiteYStore` (the
+package's durable store: updates are written as they arrive, not before relaying), one
+database file per room: pycrdt-store 0.1.5 rooms sharing one file race while creating it
+(`FileNotFoundError` renaming `ystore.db` to `ystore(5).db`).
 
-    bench/.venv/bin/python bench/servers/pycrdt_ws.py --port 1234 [--sqlite /tmp/y.db]
+    bench/.venv/bin/python bench/servers/pycrdt_ws.py --port 1234 [--sqlite-dir /tmp/ystore]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 import uvloop
 from aiohttp import WSMsgType, web
@@ -52,23 +55,26 @@ class BenchServer(WebsocketServer):
     the same time (each starts the room); a lock per server serializes room creation.
     """
 
-    def __init__(self, db_path: str | None) -> None:
+    def __init__(self, db_dir: Path | None) -> None:
         super().__init__(rooms_ready=True, auto_clean_rooms=False)
-        self._store = type("BenchStore", (SQLiteYStore,), {"db_path": db_path}) if db_path else None
+        self._db_dir = db_dir
         self._rooms_lock = asyncio.Lock()
 
     async def get_room(self, name: str) -> YRoom:
         async with self._rooms_lock:
             if name not in self.rooms:
-                ystore = self._store(path=name) if self._store else None
+                ystore = None
+                if self._db_dir is not None:
+                    db_path = str(self._db_dir / f"{len(self.rooms)}.db")
+                    ystore = type("BenchStore", (SQLiteYStore,), {"db_path": db_path})(path=name)
                 self.rooms[name] = YRoom(ready=True, ystore=ystore, log=self.log)
             room = self.rooms[name]
             await self.start_room(room)
         return room
 
 
-async def main(port: int, sqlite: str | None) -> None:
-    server = BenchServer(sqlite)
+async def main(port: int, db_dir: Path | None) -> None:
+    server = BenchServer(db_dir)
 
     async def handle(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
@@ -89,6 +95,8 @@ async def main(port: int, sqlite: str | None) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--sqlite", help="SQLiteYStore database path (durable run)")
+    parser.add_argument("--sqlite-dir", type=Path, help="SQLiteYStore files (durable run)")
     args = parser.parse_args()
-    uvloop.run(main(args.port, args.sqlite))
+    if args.sqlite_dir is not None:
+        args.sqlite_dir.mkdir(parents=True, exist_ok=True)
+    uvloop.run(main(args.port, args.sqlite_dir))

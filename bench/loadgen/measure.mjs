@@ -11,6 +11,7 @@ function procCpuSeconds (pid) {
 
 function procRssKiB (pid) {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))
+  if (!line) throw new Error(`the server (pid ${pid}) has exited`)
   return Number(line.split(/\s+/)[1])
 }
 

@@ -18,6 +18,7 @@ from realtime_cms.errors import Conflict, NotFound, Unprocessable
 from realtime_cms.models.content import Category, ContentItemCategory, ContentItemTag, Tag
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
+from realtime_cms.uniqueness import taken
 
 VIEW = "content.view"
 MANAGE = "taxonomy.manage"
@@ -180,10 +181,7 @@ async def get_tag(db: AsyncSession, principal: Principal, tag_id: int) -> Tag:
 
 
 async def _ensure_tag_name_free(db: AsyncSession, name: str, exclude: int | None) -> None:
-    stmt = sa.select(Tag.id).where(sa.func.lower(Tag.name) == name.lower())
-    if exclude is not None:
-        stmt = stmt.where(Tag.id != exclude)
-    if await db.scalar(stmt) is not None:
+    if await taken(db, Tag.id, sa.func.lower(Tag.name) == name.lower(), exclude=exclude):
         raise Conflict(f"A tag named {name!r} exists", code="tag_exists")
 
 

@@ -28,6 +28,7 @@ from realtime_cms.history import record_change
 from realtime_cms.models.content import ContentItem, ContentType, CustomField, CustomFieldValue
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
+from realtime_cms.uniqueness import taken
 
 VIEW = "content.view"
 MANAGE = "content_types.manage"
@@ -122,10 +123,8 @@ async def get_type(db: AsyncSession, principal: Principal, type_id: int) -> Cont
 
 async def _ensure_type_name_free(db: AsyncSession, name: str, exclude: int | None) -> None:
     # Case-insensitive on every backend (MariaDB's collation already compares that way).
-    stmt = sa.select(ContentType.id).where(sa.func.lower(ContentType.name) == name.lower())
-    if exclude is not None:
-        stmt = stmt.where(ContentType.id != exclude)
-    if await db.scalar(stmt) is not None:
+    same_name = sa.func.lower(ContentType.name) == name.lower()
+    if await taken(db, ContentType.id, same_name, exclude=exclude):
         raise Conflict(f"A content type named {name!r} exists", code="content_type_exists")
 
 
@@ -217,12 +216,8 @@ def _options_text(field_type: str, options: Any) -> str:
 async def _ensure_field_name_free(
     db: AsyncSession, type_id: int, name: str, exclude: int | None
 ) -> None:
-    stmt = sa.select(CustomField.id).where(
-        CustomField.content_type_id == type_id, CustomField.field_name == name
-    )
-    if exclude is not None:
-        stmt = stmt.where(CustomField.id != exclude)
-    if await db.scalar(stmt) is not None:
+    same = (CustomField.content_type_id == type_id, CustomField.field_name == name)
+    if await taken(db, CustomField.id, *same, exclude=exclude):
         raise Conflict(f"This type already has a field {name!r}", code="field_exists")
 
 

@@ -12,6 +12,7 @@ from realtime_cms.errors import Conflict, NotFound
 from realtime_cms.models.notifications import NotificationCategory
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
+from realtime_cms.uniqueness import taken
 
 # name -> (description, colour). Producers file their notifications under these.
 SYSTEM = "System"
@@ -69,10 +70,7 @@ async def get_category(
 
 
 async def _ensure_unique(db: AsyncSession, name: str, exclude: int | None) -> None:
-    stmt = sa.select(NotificationCategory.id).where(NotificationCategory.name == name)
-    if exclude is not None:
-        stmt = stmt.where(NotificationCategory.id != exclude)
-    if await db.scalar(stmt.limit(1)) is not None:
+    if await taken(db, NotificationCategory.id, NotificationCategory.name == name, exclude=exclude):
         raise Conflict(f"A category named {name!r} exists", code="category_exists")
 
 

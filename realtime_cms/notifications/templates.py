@@ -26,6 +26,7 @@ from realtime_cms.models.notifications import NotificationTemplate
 from realtime_cms.notifications.schemas import MAX_MESSAGE
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
+from realtime_cms.uniqueness import taken
 
 RECIPIENT = "recipient"
 TEMPLATE_FIELDS = ("subject_template", "body_template")
@@ -188,10 +189,8 @@ async def find_template(db: AsyncSession, key: str | int) -> NotificationTemplat
 
 
 async def _ensure_unique(db: AsyncSession, name: str, exclude: int | None) -> None:
-    stmt = sa.select(NotificationTemplate.template_id).where(NotificationTemplate.name == name)
-    if exclude is not None:
-        stmt = stmt.where(NotificationTemplate.template_id != exclude)
-    if await db.scalar(stmt.limit(1)) is not None:
+    same_name = NotificationTemplate.name == name
+    if await taken(db, NotificationTemplate.template_id, same_name, exclude=exclude):
         raise Conflict(f"A template named {name!r} exists", code="template_exists")
 
 

@@ -13,6 +13,7 @@ from realtime_cms.models.auth import User
 from realtime_cms.models.sites import Site, SiteUser
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
+from realtime_cms.uniqueness import taken
 
 
 async def get_site(db: AsyncSession, principal: Principal, site_id: int) -> Site:
@@ -29,10 +30,7 @@ async def _ensure_unique(
     for column, value in ((Site.name, name), (Site.domain, domain)):
         if value is None:
             continue
-        stmt = sa.select(Site.id).where(column == value)
-        if exclude is not None:
-            stmt = stmt.where(Site.id != exclude)
-        if await db.scalar(stmt) is not None:
+        if await taken(db, Site.id, column == value, exclude=exclude):
             raise Conflict(f"A site with {column.key} {value!r} exists", code="site_exists")
 
 

@@ -200,9 +200,23 @@ class Person:
         return await self.body()
 
     async def type_at_end(self, text: str, delay: float = 15) -> None:
+        await self.type_at("Control+End", text, delay)
+
+    async def type_at_line_end(self, line: int, text: str, delay: float = 15) -> None:
+        """Type at the end of body line `line` (1-based). Two people typing at one position
+        at the same time may interleave their characters, as any CRDT may: tests that look
+        for each person's phrase intact give each person a place of their own."""
+        await self.type_at("Control+Home", "", 0)
+        for _ in range(line - 1):
+            await self.page.keyboard.press("ArrowDown")
+        await self.type_at("End", text, delay)
+
+    async def type_at(self, key: str, text: str, delay: float) -> None:
+        """Focus the editor, press `key` to place the caret, then type `text`."""
         editor = self.page.locator(".cm-content")
-        await editor.click()
-        await self.page.keyboard.press("Control+End")
+        if not await editor.evaluate("(el) => el.contains(document.activeElement)"):
+            await editor.click()
+        await self.page.keyboard.press(key)
         await self.page.keyboard.type(text, delay=delay)
 
     async def saved(self) -> None:

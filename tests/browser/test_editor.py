@@ -96,7 +96,7 @@ async def test_two_people_type_at_once_and_converge_seeing_each_other(
 
     await asyncio.gather(
         ada.type_at_end("Admin writes this sentence."),
-        ed.type_at_end(" Editor adds another one."),
+        ed.type_at_line_end(3, " Editor adds another one."),
     )
     await ada.page.get_by_label("Title").fill("Typed together")
     await ed.page.get_by_label("Excerpt").fill("Two people, one text")
@@ -163,7 +163,9 @@ async def test_content_survives_closing_and_a_server_restart_and_rest_and_sql_ag
     first = await Rest.login(http, server.base, "admin", server.logins["admin"])
     item_id = await new_item(first, "Before restart", "Kept.\n")
     ada, ed = await both(server, browser, item_id)
-    await asyncio.gather(ada.type_at_end(" Durable words."), ed.type_at_end(" Also durable."))
+    await asyncio.gather(
+        ada.type_at_end(" Durable words."), ed.type_at_line_end(1, " Also durable.")
+    )
     await ed.page.get_by_label("Title").fill("After restart")
     await ada.wait_for_body("Durable words.", "Also durable.")
     await expect(ada.page.get_by_label("Title")).to_have_value("After restart")

@@ -14,9 +14,17 @@ from typing import Any
 
 import socketio
 from aiohttp import web
+from engineio import packet as eio_packet
 
 from handlers.auth_context import bearer_token
-from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, level_for, resolve_token
+from handlers.collab_seat import (
+    REVALIDATE_SECONDS,
+    MessageRate,
+    level_for,
+    recheck_principal,
+    resolve_token,
+)
+from handlers.socket_server import SocketServer
 from realtime_cms import keys
 from realtime_cms.collab.access import Level, can_write, content_item_id
 from realtime_cms.collab.manager import RoomManager
@@ -34,14 +42,37 @@ EMPTY_STATE_VECTOR = b"\x00"
 MAX_NOTES = 10_000
 
 
+class EventEncoder:
+    """Encodes an event once for all the peers a room sends it to: the room hands every
+    peer the same bytes object, so the last encoding is reused while the bytes are the same."""
+
+    def __init__(self, sio: SocketServer) -> None:
+        self.sio = sio
+        self._last: tuple[str, str, bytes, list[eio_packet.Packet]] | None = None
+
+    def packets(self, event: str, document_id: str, update: bytes) -> list[eio_packet.Packet]:
+        last = self._last
+        if last is not None and last[2] is update and last[0] == event and last[1] == document_id:
+            return last[3]
+        payload = {"document": document_id, "update": update}
+        packets = self.sio.event_packets(NAMESPACE, event, payload)
+        self._last = (event, document_id, update, packets)
+        return packets
+
+
 @dataclass(eq=False)
 class SocketPeer:
-    """A Socket.IO connection seated in rooms; sends are queued by python-socketio."""
+    """A Socket.IO connection seated in rooms; sends only queue on its Engine.IO socket.
+
+    Delivery is local only: documents cross nodes through the collab relay, not through
+    Socket.IO's Redis manager (which would publish every per-peer message to Redis).
+    """
 
     sid: str
+    eio_sid: str
     principal: Principal
     token: str
-    sio: socketio.AsyncServer
+    encoder: EventEncoder
     rate: MessageRate
     rooms: dict[str, DocumentRoom] = field(default_factory=dict)
     checked_at: float = field(default_factory=time.monotonic)
@@ -51,23 +82,19 @@ class SocketPeer:
         return self.sid
 
     async def send_update(self, document_id: str, update: bytes) -> None:
-        payload = {"document": document_id, "update": update}
-        await self._emit("update", payload)
+        await self._send(self.encoder.packets("update", document_id, update))
 
     async def send_awareness(self, document_id: str, awareness_update: bytes) -> None:
-        payload = {"document": document_id, "update": awareness_update}
-        await self._emit("awareness", payload)
+        await self._send(self.encoder.packets("awareness", document_id, awareness_update))
 
     async def send_level(self, document_id: str, level: Level | None) -> None:
         if level is None:
             self.rooms.pop(document_id, None)
         payload = {"document": document_id, "role": level}
-        await self._emit("permission", payload)
+        await self._send(self.encoder.sio.event_packets(NAMESPACE, "permission", payload))
 
-    async def _emit(self, event: str, payload: dict[str, Any]) -> None:
-        # Local delivery only: documents cross nodes through the collab relay, not through
-        # Socket.IO's Redis manager (which would publish every per-peer message to Redis).
-        await self.sio.emit(event, payload, to=self.sid, namespace=NAMESPACE, ignore_queue=True)
+    async def _send(self, packets: list[eio_packet.Packet]) -> None:
+        await self.encoder.sio.send_packets(self.eio_sid, packets)
 
 
 def ok(**data: Any) -> dict[str, Any]:
@@ -97,10 +124,11 @@ def _field(data: Any, name: str, kind: type) -> Any:
 class CollabNamespace(socketio.AsyncNamespace):
     """Live documents over Socket.IO; handlers validate, then hand off to the rooms."""
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, sio: SocketServer) -> None:
         super().__init__(NAMESPACE)
         self.app = app
         self.peers: dict[str, SocketPeer] = {}
+        self.encoder = EventEncoder(sio)
 
     @property
     def rooms(self) -> RoomManager:
@@ -115,7 +143,8 @@ class CollabNamespace(socketio.AsyncNamespace):
                 "unauthorized", {"code": "unauthorized", "message": message}
             )
         rate = MessageRate(self._settings.collab_max_messages_per_second)
-        self.peers[sid] = SocketPeer(sid, principal, token, self.server, rate)
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, NAMESPACE)
+        self.peers[sid] = SocketPeer(sid, eio_sid, principal, token, self.encoder, rate)
 
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
         peer = self.peers.pop(sid, None)
@@ -222,7 +251,7 @@ class CollabNamespace(socketio.AsyncNamespace):
 
     async def _revalidate(self, peer: SocketPeer) -> None:
         """Re-check the session and every seat's level (roles may have changed meanwhile)."""
-        principal = await self._resolve(peer.token, {})
+        principal = await recheck_principal(self.app, peer.token, peer.principal.ip, None)
         if principal is None:
             await self.server.disconnect(peer.sid, namespace=NAMESPACE)
             raise Unauthorized("The session ended", code="session_ended")
@@ -241,5 +270,5 @@ class CollabNamespace(socketio.AsyncNamespace):
         return await level_for(self.app, principal, document_id)
 
 
-def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
-    sio.register_namespace(CollabNamespace(app))
+def setup(app: web.Application, sio: SocketServer) -> None:
+    sio.register_namespace(CollabNamespace(app, sio))

@@ -8,7 +8,9 @@ can take a refusal, and keep the awareness states a provider relays back out of 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Iterator
 from typing import Literal
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 REVALIDATE_SECONDS = 5.0
 # A y-websocket reader's sync step 2 when it has nothing the server lacks.
 EMPTY_UPDATE = b"\x00\x00"
+
+# The shared re-check cache sweeps out expired entries once it holds this many.
+_PRUNE_AT = 4096
 
 SeatEnd = Literal["session_ended", "access_revoked"]
 
@@ -131,7 +136,7 @@ async def recheck_seat(
     is down) is logged and the seat goes on until the next one.
     """
     try:
-        principal = await resolve_token(app, token, ip, user_agent)
+        principal = await app[_RECHECKS].principal(token, ip, user_agent)
         if principal is None:
             return "session_ended"
         level = await level_for(app, principal, room.document_id)
@@ -143,14 +148,17 @@ async def recheck_seat(
     return "access_revoked" if level is None else None
 
 
-async def apply_or_drop(room: DocumentRoom, peer: Peer, update: bytes) -> None:
-    """Apply a peer's update durably; a read-only seat's update is dropped and logged.
+async def accept_or_drop(
+    room: DocumentRoom, peer: Peer, update: bytes
+) -> asyncio.Future[None] | None:
+    """Apply a peer's update and send it on; the future tells when it is durable, None
+    when it was dropped: a read-only seat's update is dropped and logged.
 
     Other refusals propagate. y-websocket readers always answer the server's sync step 1
     with a sync step 2, usually the empty one, so that case is logged at debug level only.
     """
     try:
-        await room.apply_update(peer, update)
+        return await room.accept_update(peer, update)
     except Forbidden as exc:
         if exc.code != "read_only":
             raise
@@ -163,6 +171,14 @@ async def apply_or_drop(room: DocumentRoom, peer: Peer, update: bytes) -> None:
             peer.principal.user_id,
             room.document_id,
         )
+        return None
+
+
+async def apply_or_drop(room: DocumentRoom, peer: Peer, update: bytes) -> None:
+    """`accept_or_drop`, returning once the update is durable."""
+    durable = await accept_or_drop(room, peer, update)
+    if durable is not None:
+        await durable
 
 
 async def resolve_token(
@@ -173,6 +189,77 @@ async def resolve_token(
         return await resolve_principal(
             db, token, settings=app[keys.SETTINGS], ip=ip, user_agent=user_agent
         )
+
+
+class Rechecks:
+    """The re-checks of every seat in the process share their session lookups: a token is
+    resolved at most once per REVALIDATE_SECONDS however many seats hold it (a browser
+    opens one y-websocket connection per document), and seats ask at jittered times.
+
+    A seat therefore notices an ended session within two intervals at most. Admission is
+    never cached (`admit` resolves the token afresh), nor are levels (grant changes are
+    pushed to the seats at once; a cached level would undo them).
+    """
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._found: dict[tuple[str, str | None, str | None], tuple[float, Principal | None]] = {}
+        self._asking: dict[tuple[str, str | None, str | None], asyncio.Future[Principal | None]]
+        self._asking = {}
+
+    async def principal(
+        self, token: str, ip: str | None, user_agent: str | None
+    ) -> Principal | None:
+        key = (token, ip, user_agent)
+        now = time.monotonic()
+        found = self._found.get(key)
+        if found is not None and now - found[0] < REVALIDATE_SECONDS:
+            return found[1]
+        asking = self._asking.get(key)
+        if asking is None:
+            asking = asyncio.ensure_future(resolve_token(self._app, token, ip, user_agent))
+            self._asking[key] = asking
+            asking.add_done_callback(lambda done: self._settled(key, done, now))
+        return await asyncio.shield(asking)
+
+    def _settled(
+        self,
+        key: tuple[str, str | None, str | None],
+        done: asyncio.Future[Principal | None],
+        asked_at: float,
+    ) -> None:
+        del self._asking[key]
+        if done.cancelled() or done.exception() is not None:
+            return
+        if len(self._found) > _PRUNE_AT:
+            self._prune(asked_at)
+        self._found[key] = (asked_at, done.result())
+
+    def _prune(self, now: float) -> None:
+        for key, (at, _) in list(self._found.items()):
+            if now - at >= REVALIDATE_SECONDS:
+                del self._found[key]
+
+
+async def recheck_principal(
+    app: web.Application, token: str, ip: str | None, user_agent: str | None
+) -> Principal | None:
+    """`resolve_token` for a seat's re-check, through the process's shared `Rechecks`."""
+    return await app[_RECHECKS].principal(token, ip, user_agent)
+
+
+def next_recheck_in() -> float:
+    """Seconds until a seat's next re-check: REVALIDATE_SECONDS, jittered by ±20% so that
+    seats opened together do not all ask at once."""
+    return REVALIDATE_SECONDS * random.uniform(0.8, 1.2)
+
+
+_RECHECKS: web.AppKey[Rechecks] = web.AppKey("collab_rechecks", Rechecks)
+
+
+def setup(app: web.Application) -> None:
+    """The process's shared `Rechecks`."""
+    app[_RECHECKS] = Rechecks(app)
 
 
 async def level_for(app: web.Application, principal: Principal, document_id: str) -> Level | None:

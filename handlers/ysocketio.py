@@ -31,11 +31,11 @@ from aiohttp import web
 
 from handlers.auth_context import bearer_token, client_ip
 from handlers.collab_seat import (
-    REVALIDATE_SECONDS,
     MessageRate,
     RelayFilter,
     admit,
     apply_or_drop,
+    next_recheck_in,
     recheck_seat,
 )
 from realtime_cms import keys
@@ -194,7 +194,7 @@ class YjsNamespaces(socketio.AsyncNamespace):
             await peer.emit("sync-step-1", room.state_vector(), callback=reply)
             await peer.send_awareness(room.document_id, room.awareness_snapshot())
             while True:
-                await asyncio.sleep(REVALIDATE_SECONDS)
+                await asyncio.sleep(next_recheck_in())
                 # A client gone while its connect was handled never gets a disconnect event.
                 if not self.server.manager.is_connected(peer.sid, peer.namespace):
                     break

@@ -13,17 +13,18 @@ import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, field
+from typing import cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from handlers.auth_context import bearer_token, client_ip, origin_allowed
 from handlers.collab_seat import (
-    REVALIDATE_SECONDS,
     MessageRate,
     RelayFilter,
     SeatEnd,
+    accept_or_drop,
     admit,
-    apply_or_drop,
+    next_recheck_in,
     recheck_seat,
 )
 from realtime_cms import keys
@@ -229,7 +230,12 @@ class _Seat:
         if message.kind == MESSAGE_SYNC and message.sync_type == SYNC_STEP1:
             self.peer.push(sync_step2(room.sync_step1_reply(message.payload)))
         elif message.kind == MESSAGE_SYNC:
-            await apply_or_drop(room, self.peer, message.payload)
+            # Frames keep coming while the update is written: y-websocket has no acks. If the
+            # commit fails, the room keeps the update as debt and this client is closed
+            # (1013), so that it connects again and sends what the server may lack.
+            durable = await accept_or_drop(room, self.peer, message.payload)
+            if durable is not None:
+                durable.add_done_callback(self._on_durable)
         elif message.kind == MESSAGE_AWARENESS:
             limit = self.max_awareness_bytes
             own = self.peer.relays.own_news(message.payload, max_state_bytes=limit)
@@ -243,10 +249,14 @@ class _Seat:
         else:
             raise ProtocolError("unknown_message", "Only the server sends auth messages")
 
+    def _on_durable(self, durable: asyncio.Future[None]) -> None:
+        if not durable.cancelled() and isinstance(durable.exception(), CMSError):
+            self.peer.close(_close_for(cast(CMSError, durable.exception())))
+
     async def _watch(self, room: DocumentRoom) -> None:
         """Re-check the seat every few seconds; deny and close it once it has ended."""
         while True:
-            await asyncio.sleep(REVALIDATE_SECONDS)
+            await asyncio.sleep(next_recheck_in())
             end = await recheck_seat(
                 self.app, room, self.peer, token=self.token, ip=self.ip, user_agent=self.user_agent
             )
@@ -266,7 +276,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     """Seat the caller on the document over a WebSocket, or refuse with 400, 401 or 403."""
     _check_origin(request)
     max_msg_size = request.app[keys.SETTINGS].collab_max_update_bytes + FRAME_OVERHEAD
-    ws = web.WebSocketResponse(max_msg_size=max_msg_size, heartbeat=HEARTBEAT_SECONDS)
+    # No permessage-deflate: deflating every small frame costs more CPU than it saves.
+    ws = web.WebSocketResponse(
+        max_msg_size=max_msg_size, heartbeat=HEARTBEAT_SECONDS, compress=False
+    )
     if not ws.can_prepare(request).ok:
         raise Invalid("Connect with a WebSocket", code="websocket_required")
     document_id = request.match_info["document_id"]

@@ -11,7 +11,7 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from handlers import collab, notifications_socket, routes, ysocketio, ywebsocket
+from handlers import collab, collab_seat, notifications_socket, routes, ysocketio, ywebsocket
 from handlers.auth_context import origin_allowed
 from handlers.middlewares import (
     error_middleware,
@@ -156,7 +156,7 @@ def _socket_origin_allowed(origin: str, environ: dict[str, Any]) -> bool:
     return origin_allowed(environ["aiohttp.request"], origin)
 
 
-def _socket_server(settings: Settings) -> socketio.AsyncServer:
+def _socket_server(settings: Settings) -> SocketServer:
     # The channel carries the prefix: installations sharing a Redis must not share emits.
     manager = (
         socketio.AsyncRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
@@ -189,6 +189,7 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[keys.SIO] = sio
     routes.setup(app)
+    collab_seat.setup(app)
     collab.setup(app, sio)
     app[keys.NOTIFICATION_HUB] = NotificationHub(sio)
     notifications_socket.setup(app, sio)

@@ -42,6 +42,8 @@ _FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
 # The row id of an update being tried (it has no log id yet), and of one from another node.
 _CANDIDATE = -1
 _REMOTE = 0
+# The row id of an update whose append is queued (its id is known only once committed).
+_QUEUED = -2
 
 
 class Peer(Protocol):
@@ -141,6 +143,25 @@ class _Accepted:
     changes: bytes | None
 
 
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def _failed(error: BaseException) -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a durability failure as seen: a transport may not wait for it (y-websocket has
+    no acks), and the room has logged it and kept the updates as debt."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _merged(changes: Sequence[bytes]) -> bytes | None:
     """One update for the changes of several transactions; None when there were none."""
     if len(changes) > 1:
@@ -177,7 +198,13 @@ class DocumentRoom:
         self._awareness: dict[int, tuple[int, dict[str, Any] | None]] = {}
         self._owners: dict[int, str] = {}
         self._lock = asyncio.Lock()
-        self._in_flight: set[asyncio.Future[None]] = set()
+        self._in_flight: set[asyncio.Future[asyncio.Future[None]]] = set()
+        # Appends queued since the last `_durable`, their updates, the newest durability
+        # future, and updates whose append failed (written again with the next one).
+        self._appends: list[asyncio.Future[int]] = []
+        self._unlogged: list[bytes] = []
+        self._logged: asyncio.Future[None] | None = None
+        self._debt: list[bytes] = []
         self._closed = False
 
     @classmethod
@@ -229,36 +256,50 @@ class DocumentRoom:
             raise Invalid("Malformed state vector", code="invalid_state_vector") from exc
 
     async def apply_update(self, peer: Peer, update: bytes) -> None:
-        """Check, log durably, apply and send on a writer's update; returns once durable.
+        """Check, apply and send on a writer's update; returns once it is durable.
 
-        A cancelled caller does not abandon the update half-way: once it is being logged,
-        it is also applied, so the live document never lags behind the log.
+        Returning means every change the room held when the update arrived is in the log,
+        so a duplicate of a change still being written waits for it too. A cancelled caller
+        does not abandon the update half-way: it is applied, sent and logged regardless.
+        """
+        await (await self.accept_update(peer, update))
+
+    async def accept_update(self, peer: Peer, update: bytes) -> asyncio.Future[None]:
+        """Check, apply and send on a writer's update at once; the future completes once it
+        is durable (see `apply_update`), or fails with Unavailable("store_failed").
+
+        Peers get the update before its commit, as in every Yjs server: a peer may hold a
+        change the log lost if the process dies, and whoever sent it was never told it was
+        saved, so its client sends it again. A failed commit is kept as the room's debt and
+        written again with the next update (or when the room drains): nothing the room
+        applied is left out of the log while the room lives.
         """
         if len(update) > self._limits.max_update_bytes:
             raise PayloadTooLarge("The update is too large", code="update_too_large")
         task = asyncio.ensure_future(self._apply_from(peer, update))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
 
     async def apply_remote(self, update: bytes) -> None:
         """Apply an update another node has logged already: checked, not logged again."""
         await self._apply_from(None, update)
 
-    async def _apply_from(self, peer: Peer | None, update: bytes) -> None:
+    async def _apply_from(self, peer: Peer | None, update: bytes) -> asyncio.Future[None]:
         """The update path; `peer` None is a remote update (no access check, no logging)."""
         async with self._lock:
             self._check_open()
             if peer is not None and not can_write(self._require_member(peer).level):
                 raise Forbidden("Read-only access to this document", code="read_only")
             accepted = self._try_on_shadow(update, cap_pending=peer is not None)
-            if accepted is None:
-                return
-            row_id = _REMOTE if peer is None else await self._log(accepted.logged)
-            self._pending = apply_after_pending(self._doc, self._pending, (row_id, update))
-            await self._send_changes(accepted, sender=peer)
-        if accepted.changes is not None:
+            if accepted is not None:
+                row_id = _REMOTE if peer is None else self._log(accepted.logged)
+                self._pending = apply_after_pending(self._doc, self._pending, (row_id, update))
+                await self._send_changes(accepted, sender=peer)
+            durable = self._durable() if peer is not None else _done()
+        if accepted is not None and accepted.changes is not None:
             await run_hooks(self._hooks.on_change, self.document_id, accepted.changes, peer)
+        return durable
 
     def _try_on_shadow(self, update: bytes, *, cap_pending: bool) -> _Accepted | None:
         """Apply to the shadow; None when the update brings nothing new (a duplicate).
@@ -303,17 +344,56 @@ class DocumentRoom:
             self._shadow.unobserve(self._shadow_subscription)
         self._shadow, self._shadow_subscription = None, None
 
-    async def _log(self, update: bytes) -> int:
-        """Append durably; returns the log id. Unavailable("store_failed") if that fails."""
-        try:
-            return await self._store.append(self.document_id, update)
-        except BaseException as exc:
-            # The shadow holds the update and the live document will not: rebuild it.
-            self._drop_shadow()
-            if not isinstance(exc, Exception):
-                raise
-            logger.warning("logging an update of %s failed: %r", self.document_id, exc)
-            raise Unavailable("The update was not saved; retry", code="store_failed") from exc
+    def _log(self, update: bytes) -> int:
+        """Queue the update's append (written in apply order); its log id is not known yet."""
+        self._appends.append(self._store.enqueue(self.document_id, update))
+        self._unlogged.append(update)
+        return _QUEUED
+
+    def _durable(self) -> asyncio.Future[None]:
+        """A future for "everything this room applied so far is logged": the appends queued
+        since the last call, after the ones before them; the debt of failed appends is
+        queued again first."""
+        repaid = bool(self._debt)
+        if repaid:
+            debt, self._debt = self._debt, []
+            self._log(_merged(debt) or b"")
+        appends, unlogged = self._appends, self._unlogged
+        self._appends, self._unlogged = [], []
+        previous = self._logged
+        if not appends and (previous is None or previous.done()):
+            error = None if previous is None else previous.exception()
+            return _done() if error is None else _failed(error)
+        settled = asyncio.ensure_future(self._settle(previous, appends, unlogged, repaid))
+        settled.add_done_callback(_retrieve)
+        self._logged = settled
+        return settled
+
+    async def _settle(
+        self,
+        previous: asyncio.Future[None] | None,
+        appends: list[asyncio.Future[int]],
+        unlogged: list[bytes],
+        repaid: bool,
+    ) -> None:
+        """Wait for the earlier appends, then these; what failed becomes the room's debt."""
+        failed: BaseException | None = None
+        if previous is not None:
+            try:
+                await asyncio.shield(previous)
+            except Unavailable as exc:
+                # Its updates are debt now: queued again among `appends` if `repaid`.
+                failed = None if repaid else exc
+        outcomes = await asyncio.gather(*appends, return_exceptions=True)
+        for update, outcome in zip(unlogged, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self._debt.append(update)
+                failed = outcome
+        if failed is not None:
+            logger.warning("logging updates of %s failed: %r", self.document_id, failed)
+            if isinstance(failed, Unavailable):
+                raise failed
+            raise Unavailable("The update was not saved; retry", code="store_failed") from failed
 
     async def _send_changes(self, accepted: _Accepted, sender: Peer | None) -> None:
         if accepted.changes is None:
@@ -454,11 +534,17 @@ class DocumentRoom:
         await self._send_to(member.peer, lambda p: p.send_level(self.document_id, level))
 
     async def drain(self) -> None:
-        """Wait until every update handed to the room so far is applied or refused."""
+        """Wait until every update handed to the room so far is applied or refused, and
+        logged: a debt of failed appends is written once more (a failure is only logged:
+        the peers still hold those changes and send them when they sync again)."""
         if self._in_flight:
             await asyncio.wait(set(self._in_flight))
         async with self._lock:  # remote updates run under the lock without a task
-            pass
+            durable = self._durable()
+        try:
+            await durable
+        except Unavailable:
+            logger.error("%s closes with %d updates not logged", self.document_id, len(self._debt))
 
     def close(self) -> None:
         """Refuse updates and peers from now on: the room is being unloaded."""

@@ -280,15 +280,21 @@ async def test_a_repeated_update_is_not_logged_again(store: UpdateStore) -> None
     assert len(other.updates) == 1
 
 
-async def test_a_store_failure_applies_nothing_and_is_unavailable(
+async def test_a_store_failure_is_unavailable_to_the_sender_and_kept_as_debt(
     store: UpdateStore, broken_store: UpdateStore
 ) -> None:
     room = new_room(broken_store)
     writer, other = seat(room), seat(room, user_id=2)
     with pytest.raises(Unavailable) as caught:
-        await room.apply_update(writer, writer.edit("lost"))
+        await room.apply_update(writer, writer.edit("unsaved"))
     assert caught.value.code == "store_failed"
-    assert text_of(room) == "" and other.updates == []
+    # Peers had it before the commit (as with every Yjs server); the sender was not told
+    # it is saved, and every later ack waits until the room has written it after all.
+    assert text_of(room) == "unsaved" == str(other.text)
+    with pytest.raises(Unavailable):
+        await room.apply_update(other, other.edit(" and more"))
+    with pytest.raises(Unavailable):
+        await room.apply_update(writer, writer.doc.get_update())
 
 
 async def test_the_retry_after_a_store_failure_is_applied_once(

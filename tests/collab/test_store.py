@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pycrdt
 import pytest
 import sqlalchemy as sa
 from pycrdt import Doc, Text
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import realtime_cms.models  # noqa: F401  (registers every table)
@@ -83,19 +81,6 @@ async def store(engine: AsyncEngine) -> AsyncIterator[UpdateStore]:
         yield store
 
 
-@pytest.fixture
-def commits(other_engine: AsyncEngine) -> Iterator[list[int]]:
-    """Every COMMIT on `other_engine`, counted by a SQLAlchemy event listener."""
-    seen: list[int] = []
-
-    def count(_conn: Any) -> None:
-        seen.append(1)
-
-    event.listen(other_engine.sync_engine, "commit", count)
-    yield seen
-    event.remove(other_engine.sync_engine, "commit", count)
-
-
 async def row_count(engine: AsyncEngine, document_id: str) -> int:
     query = sa.select(sa.func.count()).where(DocumentUpdate.document_id == document_id)
     async with transaction(session_factory(engine)) as session:
@@ -114,24 +99,25 @@ async def test_an_acknowledged_append_is_visible_from_another_engine(
 
 
 async def test_two_hundred_concurrent_appends_share_one_transaction(
-    other_engine: AsyncEngine, commits: list[int]
+    other_engine: AsyncEngine,
 ) -> None:
     document_id = new_document()
     updates, _ = edits(200)
     async with UpdateStore(session_factory(other_engine)) as store:
         ids = await asyncio.gather(*(store.append(document_id, u) for u in updates))
     assert len(set(ids)) == 200
-    assert len(commits) == 1
+    assert store.batches_committed == 1
+    assert await row_count(other_engine, document_id) == 200
 
 
 async def test_a_batch_holds_at_most_max_batch_appends(
-    other_engine: AsyncEngine, commits: list[int]
+    other_engine: AsyncEngine,
 ) -> None:
     document_id = new_document()
     updates, _ = edits(200)
     async with UpdateStore(session_factory(other_engine), max_batch=50) as store:
         await asyncio.gather(*(store.append(document_id, u) for u in updates))
-    assert len(commits) == 4
+    assert store.batches_committed == 4
 
 
 async def test_ids_ascend_per_document_in_call_order(store: UpdateStore) -> None:
@@ -307,27 +293,48 @@ async def test_a_pycrdt_panic_aborts_compaction_and_keeps_the_log(
     assert await store.log_stats(document_id) == (6, sum(map(len, updates)) + len(marker))
 
 
-async def test_a_failing_commit_fails_every_append_of_the_batch(
-    other_engine: AsyncEngine,
+async def _refuse_inserts_for(engine: AsyncEngine, document_id: str, refuse: bool) -> None:
+    """A trigger that makes the database refuse the document's rows (a real failure of the
+    INSERT inside the store's transaction, whichever writer the store uses)."""
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("DROP TRIGGER IF EXISTS refuse_updates"))
+        if not refuse:
+            return
+        if sqlite:
+            body = "SELECT RAISE(ABORT, 'disk full');"
+            when = f"WHEN NEW.document_id = '{document_id}' "
+            create = f"CREATE TRIGGER refuse_updates BEFORE INSERT ON document_updates {when}"
+            await conn.execute(sa.text(f"{create}BEGIN {body} END"))
+        else:
+            await conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_updates BEFORE INSERT ON document_updates "
+                    f"FOR EACH ROW IF NEW.document_id = '{document_id}' THEN "
+                    "SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'disk full'; END IF"
+                )
+            )
+
+
+async def test_a_failing_insert_fails_every_append_of_the_batch(
+    engine: AsyncEngine, other_engine: AsyncEngine
 ) -> None:
-    document_id = new_document()
+    refused, bystander = new_document(), new_document()
     updates, _ = edits(30)
-    refuse = [True]
-
-    def fail_commit(_conn: Any) -> None:
-        if refuse[0]:
-            raise RuntimeError("disk full")
-
-    event.listen(other_engine.sync_engine, "commit", fail_commit)
-    async with UpdateStore(session_factory(other_engine)) as store:
-        outcomes = await asyncio.gather(
-            *(store.append(document_id, u) for u in updates), return_exceptions=True
-        )
-        assert all(isinstance(o, RuntimeError) for o in outcomes)
-        refuse[0] = False
-        assert await store.log_stats(document_id) == (0, 0)
-        assert await store.append(document_id, updates[0]) > 0
-    event.remove(other_engine.sync_engine, "commit", fail_commit)
+    await _refuse_inserts_for(engine, refused, True)
+    try:
+        async with UpdateStore(session_factory(other_engine)) as store:
+            outcomes = await asyncio.gather(
+                *(store.append(d, u) for u in updates for d in (bystander, refused)),
+                return_exceptions=True,
+            )
+            assert all(isinstance(o, Exception) and "disk full" in str(o) for o in outcomes)
+            assert await store.log_stats(refused) == (0, 0)
+            assert await store.log_stats(bystander) == (0, 0)
+            await _refuse_inserts_for(engine, refused, False)
+            assert await store.append(refused, updates[0]) > 0
+    finally:
+        await _refuse_inserts_for(engine, refused, False)
 
 
 async def test_load_errors_propagate(engine: AsyncEngine) -> None:

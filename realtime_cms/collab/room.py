@@ -1,8 +1,9 @@
 """One live document: its CRDT, awareness states and peers; knows nothing of any transport.
 
 Transports implement `Peer` and reach rooms through the `RoomManager`. Every update a peer
-sends is tried on a shadow copy of the document first, logged durably, and only then
-applied to the live document and sent to the other peers.
+sends is tried on a shadow copy of the document first, then applied to the live document,
+queued for the durable log (in apply order) and sent to the other peers at once; the
+sender's ack and the `on_change` hooks wait for the commit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from realtime_cms.collab.store import (
     UpdateStore,
     apply_after_pending,
     apply_rows,
+    pycrdt_errors,
 )
 from realtime_cms.errors import Forbidden, Invalid, PayloadTooLarge, Unavailable
 from realtime_cms.principal import Principal
@@ -90,7 +92,8 @@ class Hooks:
     update, peer)` (peer None for a remote update), `on_awareness(document_id,
     awareness_update, peer)` (also the removals when a peer leaves; not for awareness another
     node relayed), `on_disconnect(document_id, peer)`, `on_unload(document_id)`.
-    Persistence is not a hook: it is mandatory and happens before `on_change`.
+    Persistence is not a hook: it is mandatory, and a peer's change reaches `on_change` only
+    once it is durable (a remote one at once: another node logged it).
     """
 
     on_load: list[Callable[[str, DocumentRoom], Awaitable[None]]] = field(default_factory=list)
@@ -141,6 +144,7 @@ class _Accepted:
 
     logged: bytes
     changes: bytes | None
+    waits: bool
 
 
 def _done() -> asyncio.Future[None]:
@@ -294,12 +298,38 @@ class DocumentRoom:
             accepted = self._try_on_shadow(update, cap_pending=peer is not None)
             if accepted is not None:
                 row_id = _REMOTE if peer is None else self._log(accepted.logged)
-                self._pending = apply_after_pending(self._doc, self._pending, (row_id, update))
+                self._apply_live((row_id, update), accepted)
                 await self._send_changes(accepted, sender=peer)
-            durable = self._durable() if peer is not None else _done()
-        if accepted is not None and accepted.changes is not None:
-            await run_hooks(self._hooks.on_change, self.document_id, accepted.changes, peer)
-        return durable
+            if peer is None:
+                durable = _done()
+            else:
+                durable = self._durable()
+        changes = None if accepted is None else accepted.changes
+        if changes is None:
+            return durable
+        if peer is None:
+            await run_hooks(self._hooks.on_change, self.document_id, changes, None)
+            return durable
+        # Hooks (the relay to other nodes among them) see a peer's change once it is durable:
+        # another node never holds, unlogged, a change this node may still lose.
+        hooked = asyncio.ensure_future(self._hook_when_durable(durable, changes, peer))
+        hooked.add_done_callback(_retrieve)
+        return hooked
+
+    async def _hook_when_durable(
+        self, durable: asyncio.Future[None], changes: bytes, peer: Peer
+    ) -> None:
+        await durable
+        await run_hooks(self._hooks.on_change, self.document_id, changes, peer)
+
+    def _apply_live(self, row: tuple[int, bytes], accepted: _Accepted) -> None:
+        """Apply to the live document what the shadow took. When nothing waited before and
+        nothing waits now, the twin's verdict stands and one plain apply is enough."""
+        if not self._pending and not accepted.waits:
+            with pycrdt_errors(f"update {row[0]}"):
+                self._doc.apply_update(row[1])
+        else:
+            self._pending = apply_after_pending(self._doc, self._pending, row)
 
     def _try_on_shadow(self, update: bytes, *, cap_pending: bool) -> _Accepted | None:
         """Apply to the shadow; None when the update brings nothing new (a duplicate).
@@ -321,8 +351,8 @@ class DocumentRoom:
             raise
         changes = _merged(self._shadow_changes)
         if waits:
-            return _Accepted(update, changes)
-        return None if changes is None else _Accepted(changes, changes)
+            return _Accepted(update, changes, waits=True)
+        return None if changes is None else _Accepted(changes, changes, waits=False)
 
     def _shadow_doc(self) -> Doc:
         """The live document's twin (pending rows included), rebuilt after a failure."""

@@ -54,7 +54,7 @@ class StoredDocument:
     def apply_to(self, doc: Doc) -> Rows:
         """Apply the snapshot, then the rows (see `apply_rows`); returns rows left pending."""
         if self.snapshot is not None:
-            with _pycrdt_errors("the snapshot"):
+            with pycrdt_errors("the snapshot"):
                 doc.apply_update(self.snapshot)
         return apply_rows(doc, self.updates)
 
@@ -89,7 +89,7 @@ class _Append:
 
 
 @contextlib.contextmanager
-def _pycrdt_errors(where: str) -> Iterator[None]:
+def pycrdt_errors(where: str) -> Iterator[None]:
     """Turn pycrdt errors and panics (BaseExceptions: pyo3_runtime.PanicException) into one."""
     try:
         yield
@@ -99,16 +99,25 @@ def _pycrdt_errors(where: str) -> Iterator[None]:
         raise CorruptUpdateError(where) from exc
 
 
-def _read_state_vector(vector: bytes) -> dict[int, int]:
-    decoder = Decoder(vector)
-    clocks: dict[int, int] = {}
-    for _ in range(decoder.read_var_uint()):
-        client = decoder.read_var_uint()
-        clocks[client] = decoder.read_var_uint()
-    return clocks
+class _Clocks:
+    """A state vector's clock per client, decoded on first use (most checks never need it)."""
+
+    def __init__(self, vector: bytes) -> None:
+        self._vector = vector
+        self._clocks: dict[int, int] | None = None
+
+    def get(self, client: int) -> int:
+        if self._clocks is None:
+            decoder = Decoder(self._vector)
+            clocks: dict[int, int] = {}
+            for _ in range(decoder.read_var_uint()):
+                found = decoder.read_var_uint()
+                clocks[found] = decoder.read_var_uint()
+            self._clocks = clocks
+        return self._clocks.get(client, 0)
 
 
-def _integrated(update: bytes, vector: bytes, clocks: dict[int, int]) -> bool:
+def _integrated(update: bytes, vector: bytes, clocks: _Clocks) -> bool:
     """Whether a doc whose state vector is `vector` holds all of `update`.
 
     The update's diff against the vector must carry no structs (every insert is in the
@@ -121,7 +130,7 @@ def _integrated(update: bytes, vector: bytes, clocks: dict[int, int]) -> bool:
         client = decoder.read_var_uint()
         for _ in range(decoder.read_var_uint()):
             clock, length = decoder.read_var_uint(), decoder.read_var_uint()
-            if clock + length > clocks.get(client, 0):
+            if clock + length > clocks.get(client):
                 return False
     return True
 
@@ -137,11 +146,11 @@ def apply_rows(doc: Doc, rows: Rows) -> Rows:
     pending = rows
     for _ in range(_MAX_PASSES):
         for update_id, update in pending:
-            with _pycrdt_errors(f"update {update_id}"):
+            with pycrdt_errors(f"update {update_id}"):
                 doc.apply_update(update)
-        with _pycrdt_errors("the document's state"):
+        with pycrdt_errors("the document's state"):
             vector = doc.get_state()
-            clocks = _read_state_vector(vector)
+            clocks = _Clocks(vector)
             still = [(i, u) for i, u in pending if not _integrated(u, vector, clocks)]
         if len(still) in (0, len(pending)):
             return still
@@ -156,12 +165,14 @@ def apply_after_pending(doc: Doc, pending: Rows, row: tuple[int, bytes]) -> Rows
     that integrates nothing cannot be what they wait for, so a stream of updates with
     missing dependencies costs one apply each, not one per pending row.
     """
-    with _pycrdt_errors("the document's state"):
+    if not pending:
+        return apply_rows(doc, [row])
+    with pycrdt_errors("the document's state"):
         before = doc.get_state()
     still = apply_rows(doc, [row])
-    with _pycrdt_errors("the document's state"):
+    with pycrdt_errors("the document's state"):
         moved = doc.get_state() != before
-    if not pending or not moved:
+    if not moved:
         return [*pending, *still]
     return apply_rows(doc, [*pending, *still])
 
@@ -171,7 +182,7 @@ def _squash(snapshot: bytes, rows: Rows) -> tuple[bytes, bytes, list[int]]:
     state vector, and the rows it holds entirely (`get_update()` drops pending parts)."""
     doc: Doc = Doc()
     kept = {row_id for row_id, _ in StoredDocument(snapshot, rows, 0).apply_to(doc)}
-    with _pycrdt_errors("the squashed document"):
+    with pycrdt_errors("the squashed document"):
         state, vector = doc.get_update(), doc.get_state()
     return state, vector, [row_id for row_id, _ in rows if row_id not in kept]
 

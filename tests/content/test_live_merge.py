@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from realtime_cms import keys
 from realtime_cms.content.binding import document_id
+from realtime_cms.content.materialize import ContentState
 from realtime_cms.db import transaction
 from realtime_cms.models.versions import ConflictResolution, Version
 from tests.content.test_binding import (
@@ -56,8 +57,10 @@ async def test_typing_and_a_rest_write_at_the_same_time_both_survive(harness: Ha
         rest_body = ARTICLE.replace("Closing paragraph.", "Closing paragraph, rewritten.")
 
         async def write() -> None:
+            # The REST writer read ARTICLE; saying so (`base`) keeps what others typed since.
+            # Without it a write replaces the body as it is when the write lands.
             async with transaction(harness.app[keys.SESSIONS]) as db:
-                await binding.write(db, editor, item_id, body=rest_body)
+                await binding.write(db, editor, item_id, body=rest_body, base=ContentState(ARTICLE))
 
         await asyncio.gather(type_slowly(), write())
         expected = "Typed. " + rest_body

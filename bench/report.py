@@ -166,6 +166,86 @@ def s4_table(records: list[Record]) -> str:
                   "ack p99 ms there", "server CPU µs/update", "exact text every step"], rows)
 
 
+def s5_parts(record: Record) -> tuple[Record | None, Record | None]:
+    """The cold-join step and the idle-connections step of an S5 run (None if missing)."""
+    steps = record.get("steps") or []
+    join = next((s for s in steps if s.get("part") == "join"), None)
+    idle = next((s for s in steps if s.get("part") == "idle"), None)
+    return join, idle
+
+
+def s5_valid(runs: list[Record], part: int) -> list[Record]:
+    """The runs' valid steps of one part (0: join, 1: idle): a part stands on its own."""
+    steps = [s5_parts(r)[part] for r in runs if r.get("ok")]
+    return [s for s in steps if s is not None and s.get("valid") and "na" not in s]
+
+
+def s5_join_table(records: list[Record]) -> str:
+    rows = []
+    for (server, mode), runs in groups(records, "s5").items():
+        good = s5_valid(runs, 0)
+        joins = [s5_parts(r)[0] for r in runs if r.get("ok")]
+        if joins and all(j is not None and "na" in j for j in joins):
+            rows.append([server, mode, "n/a", "–", *["–"] * 7])
+            continue
+        rows.append([
+            server, mode, f"{len(good)}/{len(runs)}" if not status(runs) == "unavailable"
+            else "unavailable",
+            "from storage (restarted)" if mode == "durable" else "in memory (writer connected)",
+            cell([s["time_to_synced_ms"]["p50"] for s in good], 1),
+            cell([s["time_to_synced_ms"]["p99"] for s in good], 1)
+            + (" (generator > 80%)" if any(s.get("generator_bound") for s in good) else ""),
+            cell([s["time_to_synced_ms"]["max"] for s in good], 1),
+            cell([s["server_cpu_seconds"] * 1000 for s in good], 0),
+            cell([s["reply_bytes"] / 1024 for s in good], 0),
+            cell([s["rss_before_mib"] for s in good], 1),
+            cell([s["rss_after_mib"] for s in good], 1),
+        ])
+    return table(["server", "mode", "valid runs", "document", "time-to-synced p50 ms", "p99 ms",
+                  "max ms", "server CPU ms (all joins)", "reply KiB", "RSS before MiB",
+                  "RSS after MiB"], rows)
+
+
+def s5_idle_table(records: list[Record]) -> str:
+    rows = []
+    for (server, mode), runs in groups(records, "s5").items():
+        good = s5_valid(runs, 1)
+        held = [f"{s['open']:,}" for s in good]
+        shape = (f"{' / '.join(sorted(set(held)))} of {good[0]['connections']:,} / "
+                 f"{good[0]['docs']:,}" if good else "–")
+        notes = sorted({s["shortfall"] for s in good if s.get("shortfall")})
+        rows.append([
+            server, mode, f"{len(good)}/{len(runs)}" if not status(runs) == "unavailable"
+            else "unavailable", shape,
+            cell([s["rss_base_mib"] for s in good], 1),
+            cell([s["rss_docs_mib"] for s in good], 1),
+            cell([s["rss_connections_mib"] for s in good], 1),
+            cell([s["kib_per_connection"] for s in good], 1),
+            cell([s["kib_per_doc"] for s in good], 1),
+            cell([s["server_cpu_idle"] * 100 for s in good], 0),
+            cell([s["connects_per_s_more"] or s["connects_per_s_docs"] for s in good], 0),
+            "; ".join(notes) or "–",
+        ])
+    return table(["server", "mode", "valid runs", "connections held / docs", "RSS empty MiB",
+                  "RSS with docs MiB", "RSS with connections MiB", "KiB per idle connection",
+                  "KiB per open doc", "server CPU % while idle", "connects/s", "shortfall"],
+                 rows)
+
+
+def s5_tables(records: list[Record]) -> str:
+    return "\n".join([
+        "Cold join: the document holds the trace; every joiner connects at once. Time-to-synced",
+        "= from opening the connection to receiving the document (its text checked after).",
+        "",
+        s5_join_table(records),
+        "",
+        "Idle connections (a fresh server): RSS medians over each hold; per connection = ΔRSS",
+        "/ connections added to open docs, per doc = ΔRSS / docs opened − per connection.",
+        "",
+        s5_idle_table(records),
+    ])
+
+
 def problems(records: list[Record]) -> list[str]:
     lines = []
     for r in records:
@@ -199,7 +279,8 @@ def write_report(out: Path, records: list[Record], meta: dict[str, Any]) -> None
         f"{meta['seconds']} s in all. Cells: median [min–max] over valid runs.",
     ]
     makers = {"s1": ("S1 steady fan-out", s1_table), "s2": ("S2 capacity knee", s2_table),
-              "s3": ("S3 hot document", s3_table), "s4": ("S4 trace replay", s4_table)}
+              "s3": ("S3 hot document", s3_table), "s4": ("S4 trace replay", s4_table),
+              "s5": ("S5 cold join and memory", s5_tables)}
     for scenario in scenarios:
         title, maker = makers[scenario]
         parts += ["", f"## {title}", "", maker(records)]
@@ -278,3 +359,16 @@ def charts(out: Path, records: list[Record]) -> None:
     lines("s3", "editors", lambda s: s["server_cpu_us_per_recipient"],
           "server CPU µs per recipient", "editors in one document", "s3_cpu.png")
     lines("s4", "rate", p99, "p99 latency (ms)", "replayed updates/s", "s4_p99.png")
+
+    def s5_value(part: int, pick: Callable[[Record], float | None]) -> Callable[[Record], Any]:
+        def value(record: Record) -> float | None:
+            step = s5_parts(record)[part]
+            if step is None or "na" in step or not step.get("valid"):
+                return None
+            return pick(step)
+        return value
+
+    bars("s5", s5_value(0, lambda s: s["time_to_synced_ms"]["p99"]),
+         "S5 cold join: time-to-synced p99 (ms)", "s5_join.png")
+    bars("s5", s5_value(1, lambda s: s["kib_per_connection"]),
+         "S5 RSS per idle connection (KiB)", "s5_memory.png")

@@ -7,7 +7,9 @@
 
 For each scenario, repetition, server and persistence mode (in that nesting, so servers
 alternate A/B/A/B), it starts the server pinned to CPU 0 in a fresh temporary directory, runs
-`node bench/loadgen/main.mjs` pinned to CPU 1 and stops the server. Results go to
+`node bench/loadgen/main.mjs` pinned to CPU 1 and stops the server. S5 asks for restarts
+between its parts (a `{"restart": true}` line from the generator, answered on its stdin): the
+same server is stopped and started again on its data. Results go to
 bench/results/<UTC stamp>/ (raw.jsonl, results.md, *.png) and bench/results/latest.
 """
 
@@ -17,12 +19,15 @@ import argparse
 import contextlib
 import json
 import os
+import queue
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from report import write_report  # noqa: E402
+from report import s5_parts, write_report  # noqa: E402
 from servers.catalog import BENCH, SERVERS, Launch, Unavailable  # noqa: E402
 
 TRACE = BENCH.parent.parent / "shared" / "bench-data" / "automerge-paper.json.gz"
@@ -47,6 +52,11 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "s3": {"sizes": [2, 5, 10, 20, 50, 100, 200], "rate": 5, "seconds": 20, "warmup": 3,
                "witnesses": 2},
         "s4": {"rates": [250, 500, 1000, 2000, 4000, 8000, 16000], "seconds": 10, "all": False},
+        # patches 0: the whole trace. chunkBytes: the seed's updates stay under ours' default
+        # 256 KiB limit (RCMS_COLLAB_MAX_UPDATE_BYTES); the whole doc is ~290 KB.
+        "s5": {"patches": 0, "chunkBytes": 131072, "joins": 50, "joinTimeout": 60, "settle": 3,
+               "docs": 1000, "connections": 10000, "hold": 10, "connectRate": 500,
+               "connectConcurrency": 50, "rampSeconds": 120},
     },
     "smoke": {
         "s1": {"docs": 2, "editors": 3, "rate": 5, "seconds": 1.5, "warmup": 0.5, "witnesses": 1,
@@ -56,10 +66,13 @@ PROFILES: dict[str, dict[str, dict[str, Any]]] = {
         "s3": {"sizes": [2, 4], "rate": 5, "seconds": 1, "warmup": 0.5, "witnesses": 1,
                "grace": 1},
         "s4": {"rates": [100, 300], "seconds": 1, "all": False},
+        "s5": {"patches": 3000, "chunkBytes": 131072, "joins": 5, "joinTimeout": 30, "settle": 1,
+               "docs": 10, "connections": 50, "hold": 1, "connectRate": 500,
+               "connectConcurrency": 20, "rampSeconds": 30},
     },
 }
 SCALED = {"s1": ("docs", "seconds"), "s2": ("seconds", "maxDocs"), "s3": ("seconds",),
-          "s4": ("seconds",)}
+          "s4": ("seconds",), "s5": ("joins", "docs", "connections", "hold")}
 # S4 floods one connection: ours runs it with the rate limit lifted (see the catalog).
 DEFAULT_SERVERS = {
     "s1": ["ours-collab", "ours-ws", "ours-ysio", "y-websocket", "hocuspocus",
@@ -70,6 +83,9 @@ DEFAULT_SERVERS = {
            "floor-relay", "floor-crdt"],
     "s4": ["ours-collab", "ours-collab-tuned", "ours-ws", "y-websocket", "hocuspocus",
            "pycrdt-websocket", "floor-crdt"],
+    # ours-collab-tuned differs from ours-collab only in the rate limit, which S5 never meets.
+    "s5": ["ours-collab", "ours-ws", "ours-ysio", "y-websocket", "hocuspocus",
+           "pycrdt-websocket", "floor-relay", "floor-crdt"],
 }
 # The smoke run proves every server and adapter with S1 (in memory, and durable where the
 # persistence differs), and each other scenario on two servers (the tuned one in S4).
@@ -80,7 +96,20 @@ SMOKE_RUNS = {
     ("s2", "ours-collab", "memory"), ("s2", "y-websocket", "memory"),
     ("s3", "ours-ws", "memory"), ("s3", "hocuspocus", "memory"),
     ("s4", "ours-collab-tuned", "memory"), ("s4", "floor-crdt", "memory"),
+    ("s5", "ours-collab", "durable"), ("s5", "y-websocket", "memory"),
 }
+
+
+def raise_open_files(wanted: int = 65536) -> None:
+    """S5 holds 10,000 connections: the servers and the generator inherit this limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft >= wanted:
+        return
+    target = wanted if hard == resource.RLIM_INFINITY else max(hard, wanted)
+    for limit in ((target, target), (hard, hard)):  # raising the hard limit needs root
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+            return
 
 
 def free_port() -> int:
@@ -121,6 +150,82 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(5)
 
 
+class Server:
+    """One server under test in its directory: started, restarted on the same port and data
+    (S5 asks for that between its parts), stopped."""
+
+    def __init__(self, launch: Launch, workdir: Path, port: int) -> None:
+        self.launch, self.workdir, self.port = launch, workdir, port
+        self.log = workdir / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                pinned(SERVER_CPU, self.launch.argv), cwd=self.workdir, env=self.launch.env,
+                stdout=out, stderr=subprocess.STDOUT)
+        wait_listening(self.port, self.process, self.log)
+        if self.launch.after_start:
+            self.launch.after_start(self.launch, self.port)
+        return self.process
+
+    def restart(self) -> dict[str, Any]:
+        """Stop (SIGTERM, as an operator would) and start again; what the generator needs."""
+        self.stop()
+        try:
+            process = self.start()
+        except (RuntimeError, OSError) as failed:
+            return {"ok": False, "error": f"{failed} {tail(self.log)[-300:]}"}
+        return {"ok": True, "url": self.launch.url, "token": self.launch.token,
+                "serverPid": process.pid}
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+
+def drive(argv: list[str], timeout: float, server: Server, errors: Path) -> dict[str, Any]:
+    """Run the generator to its end; serve its restart requests (a `{"restart": true}` line on
+    its stdout, answered with one JSON line on its stdin). Its last stdout line is the result."""
+    with errors.open("wb") as err:
+        generator = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=err, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert generator.stdout is not None
+        for line in generator.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    last = ""
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise subprocess.TimeoutExpired(argv, timeout) from None
+            if line is None:
+                break
+            if line.startswith('{"restart"'):
+                assert generator.stdin is not None
+                generator.stdin.write(json.dumps(server.restart()) + "\n")
+                generator.stdin.flush()
+            elif line.strip():
+                last = line
+        generator.wait(10)
+    finally:
+        if generator.poll() is None:
+            generator.kill()
+            generator.wait(5)
+    result: dict[str, Any] = json.loads(last) if last else {"ok": False}
+    if not result.get("ok"):
+        result.setdefault("error", tail(errors))
+    return result
+
+
 def run_one(
     scenario: str, server: str, mode: str, params: dict[str, Any], rep: int
 ) -> dict[str, Any]:
@@ -135,39 +240,33 @@ def run_one(
             launch: Launch = kind.launch(port, workdir, mode)
         except Unavailable as missing:
             return {**record, "ok": False, "unavailable": str(missing)}
-        log = workdir / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(pinned(SERVER_CPU, launch.argv), cwd=workdir,
-                                       env=launch.env, stdout=out, stderr=subprocess.STDOUT)
+        under_test = Server(launch, workdir, port)
         try:
-            wait_listening(port, process, log)
-            if launch.after_start:
-                launch.after_start(launch, port)
+            process = under_test.start()
             config = {
                 "scenario": scenario, "adapter": kind.adapter, "url": launch.url,
                 "token": launch.token, "serverPid": process.pid, "handshake": kind.handshake,
-                "prefix": f"b{rep}{int(time.time() * 1000) % 10**8}", "trace": str(TRACE),
-                "params": params, "timeoutSeconds": timeout_for(scenario, params),
+                "mode": mode, "prefix": f"b{rep}{int(time.time() * 1000) % 10**8}",
+                "trace": str(TRACE), "params": params,
+                "timeoutSeconds": timeout_for(scenario, params),
             }
-            generator = subprocess.run(
-                pinned(GENERATOR_CPU, ["node", str(LOADGEN), json.dumps(config)]),
-                capture_output=True, text=True, timeout=timeout_for(scenario, params) + 30,
-            )
-            lines = generator.stdout.strip().splitlines()
-            result = json.loads(lines[-1]) if lines else {"ok": False}
+            result = drive(pinned(GENERATOR_CPU, ["node", str(LOADGEN), json.dumps(config)]),
+                           timeout_for(scenario, params) + 30, under_test,
+                           workdir / "generator.log")
             if not result.get("ok"):
-                result.setdefault("error", generator.stderr[-1500:])
-                result["server_log"] = tail(log)
+                result["server_log"] = tail(under_test.log)
             return {**record, **result}
         except (RuntimeError, OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as failed:
-            return {**record, "ok": False, "error": str(failed), "server_log": tail(log)}
+            return {**record, "ok": False, "error": str(failed), "server_log": tail(under_test.log)}
         finally:
-            stop(process)
+            under_test.stop()
             for leftover in Path("/dev/shm").glob(f"rcms-bench-{workdir.name}.sqlite3*"):
                 leftover.unlink()
 
 
 def timeout_for(scenario: str, params: dict[str, Any]) -> int:
+    if scenario == "s5":  # seeding, two restarts, the joins, 3 holds, the ramps, closing
+        return int(240 + params["joinTimeout"] + 3 * (params["hold"] + 5) + params["rampSeconds"])
     steps = {"s1": 1, "s2": 20, "s3": len(params.get("sizes", [])),
              "s4": len(params.get("rates", []))}[scenario]
     per_step = params["seconds"] + params.get("warmup", 0) + 20
@@ -185,7 +284,7 @@ def scaled(params: dict[str, Any], scenario: str, scale: float) -> dict[str, Any
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=sorted(PROFILES), default="full")
-    parser.add_argument("--scenarios", default="s1,s2,s3,s4")
+    parser.add_argument("--scenarios", default="s1,s2,s3,s4,s5")
     parser.add_argument("--servers", help="comma-separated (default: each scenario's list)")
     parser.add_argument("--modes", default="memory,durable")
     parser.add_argument("--reps", type=int, help="repetitions (default: 3 full, 1 smoke)")
@@ -201,6 +300,7 @@ def main() -> int:
     out.mkdir(parents=True)
     if not TRACE.exists():
         sys.exit(f"the trace {TRACE} is missing (see shared/bench-data/README.md)")
+    raise_open_files()
     records: list[dict[str, Any]] = []
     started = time.monotonic()
     with (out / "raw.jsonl").open("w") as raw:
@@ -248,8 +348,17 @@ def summary_line(record: dict[str, Any]) -> str:
     if not record.get("ok"):
         log = record.get("server_log", "")[-300:]
         return f"{head}  FAILED: {str(record.get('error'))[:300]} {log}"
-    last = record["steps"][-1]
     valid = "valid" if record["valid"] else f"INVALID {record['invalid']}"
+    if record["scenario"] == "s5":
+        join, idle = s5_parts(record)
+        joined = ("join n/a" if join is None or "na" in join else
+                  f"join p50 {join['time_to_synced_ms']['p50']} p99 "
+                  f"{join['time_to_synced_ms']['p99']} ms")
+        held = ("idle –" if idle is None else
+                f"{idle['open']} idle: {idle['kib_per_connection']} KiB/conn "
+                f"{idle['kib_per_doc']} KiB/doc")
+        return f"{head}  {joined}; {held} {valid}"
+    last = record["steps"][-1]
     return (f"{head}  steps {len(record['steps'])} p99 {last['latency_ms']['p99']} ms "
             f"drops {last['drops']} gen {last['generator_cpu']:.0%} {valid}")
 

@@ -1,7 +1,8 @@
 // One thin adapter per protocol. Each returns a client:
 //   { ready: Promise, send(update), close() }
-// and calls hooks.onUpdate(update) for every document update that arrives and, where the
-// protocol acknowledges updates, hooks.onAck(ok) once per sent update, in order.
+// and calls hooks.onUpdate(update) for every document update that arrives, where the
+// protocol acknowledges updates hooks.onAck(ok) once per sent update, in order, and
+// hooks.onClose(reason) if the connection closes (whoever closed it).
 import WebSocket from 'ws'
 import { io } from 'socket.io-client'
 import * as encoding from 'lib0/encoding'
@@ -28,10 +29,13 @@ function frame (prefix, ...parts) {
   return encoding.toUint8Array(encoder)
 }
 
-function opened (ws, ready) {
+function opened (ws, ready, hooks) {
   ws.binaryType = 'nodebuffer'
   ws.on('error', (err) => ready.reject(err))
-  ws.on('close', (code) => ready.reject(new Error(`closed ${code}`)))
+  ws.on('close', (code) => {
+    ready.reject(new Error(`closed ${code}`))
+    hooks.onClose?.(code)
+  })
 }
 
 function deferred () {
@@ -54,7 +58,7 @@ function ywebsocket ({ url, document, token, handshake = true }, hooks) {
   const ready = deferred()
   const query = token ? `?token=${encodeURIComponent(token)}` : ''
   const ws = new WebSocket(`${url}/${encodeURIComponent(document)}${query}`, { perMessageDeflate: false })
-  opened(ws, ready)
+  opened(ws, ready, hooks)
   ws.on('open', () => {
     if (!handshake) return ready.resolve()
     ws.send(frame(null, SYNC, STEP1, EMPTY_SV))
@@ -77,7 +81,7 @@ function ywebsocket ({ url, document, token, handshake = true }, hooks) {
 function hocuspocus ({ url, document, token }, hooks) {
   const ready = deferred()
   const ws = new WebSocket(url, { perMessageDeflate: false })
-  opened(ws, ready)
+  opened(ws, ready, hooks)
   ws.on('open', () => ws.send(frame(document, HP_AUTH, 0, token || 'bench')))
   ws.on('message', (data) => {
     const decoder = decoding.createDecoder(data)
@@ -112,6 +116,10 @@ function collab ({ url, document, token }, hooks) {
   const ready = deferred()
   const sock = socket(url, '/collab', token)
   sock.on('connect_error', (err) => ready.reject(err))
+  sock.on('disconnect', (reason) => {
+    ready.reject(new Error(`disconnected: ${reason}`))
+    hooks.onClose?.(reason)
+  })
   sock.on('connect', () => {
     sock.emit('join', { document }, (answer) => {
       if (!answer?.ok) return ready.reject(new Error(`join: ${JSON.stringify(answer?.error)}`))
@@ -132,6 +140,10 @@ function ysocketio ({ url, document, token }, hooks) {
   const ready = deferred()
   const sock = socket(url, `/yjs|${document}`, token)
   sock.on('connect_error', (err) => ready.reject(err))
+  sock.on('disconnect', (reason) => {
+    ready.reject(new Error(`disconnected: ${reason}`))
+    hooks.onClose?.(reason)
+  })
   sock.on('sync-step-1', (sv, ack) => ack(EMPTY_UPDATE))
   sock.on('connect', () => {
     sock.emit('sync-step-1', EMPTY_SV, (update) => {

@@ -2,8 +2,9 @@
 //
 //   node loadgen/main.mjs '<json config>'    prints one JSON line with the steps measured
 //
-// Config: {scenario: "s1"|"s2"|"s3"|"s4", adapter, url, token, serverPid, handshake,
-// trace, params: {...}} (see SCENARIOS below for each scenario's params). Editors type one
+// Config: {scenario: "s1"|…|"s5", adapter, url, token, serverPid, handshake, mode, trace,
+// params: {...}} (see SCENARIOS below for each scenario's params; S5 lives in s5.mjs and may
+// print {"restart": true} and read the restarted server's {ok, url, token, serverPid} on stdin). Editors type one
 // character per update into a private Y.Doc (valid updates, no CRDT work for what they
 // receive); a few witnesses hold the whole document and must end with exactly the expected
 // text (the merge of every editor's doc; in S4 the trace's text), else the run is invalid.
@@ -14,6 +15,7 @@ import * as Y from 'yjs'
 import { ADAPTERS } from './adapters.mjs'
 import { Step } from './measure.mjs'
 import { loadTrace, expectedText } from './trace.mjs'
+import { s5 } from './s5.mjs'
 
 const REMOTE = Symbol('remote')
 const CONNECT_CONCURRENCY = 25
@@ -319,6 +321,9 @@ const SCENARIOS = {
     }
     return { steps, witnessFailures }
   },
+
+  // S5 cold join and memory: see s5.mjs.
+  s5: (p) => s5(p, { config, adapter, trace, docName }),
 }
 
 async function main () {
@@ -333,6 +338,7 @@ async function main () {
   // S1 is one step: a saturated generator voids it. The others search for a limit: a
   // saturated step ends the search (and is marked), the steps before it stand.
   const invalid = config.scenario === 's1' ? result.steps.filter((s) => !s.valid).map((s) => s.invalid) : []
+  if (result.invalid) invalid.push(...result.invalid)
   if (result.witnessFailures.length) invalid.push(...result.witnessFailures.map((f) => `witness: ${f}`))
   console.log(JSON.stringify({
     ok: true, scenario: config.scenario, valid: invalid.length === 0, invalid,

@@ -4,12 +4,12 @@ import { performance } from 'node:perf_hooks'
 
 const TICKS = 100 // USER_HZ on Linux
 
-function procCpuSeconds (pid) {
+export function procCpuSeconds (pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
   return (Number(fields[11]) + Number(fields[12])) / TICKS
 }
 
-function procRssKiB (pid) {
+export function procRssKiB (pid) {
   const line = readFileSync(`/proc/${pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('VmRSS:'))
   if (!line) throw new Error(`the server (pid ${pid}) has exited`)
   return Number(line.split(/\s+/)[1])
@@ -88,5 +88,5 @@ export class Step {
   }
 }
 
-function round (x, digits = 3) { return x === null || x === undefined ? x : Number(x.toFixed(digits)) }
-function roundAll (obj) { return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, k === 'n' ? v : round(v, 3)])) }
+export function round (x, digits = 3) { return x === null || x === undefined ? x : Number(x.toFixed(digits)) }
+export function roundAll (obj) { return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, k === 'n' ? v : round(v, 3)])) }

@@ -3,8 +3,10 @@
 Each connection at `/<room>` is handed to `WebsocketServer.serve` through a small `Channel`
 over aiohttp's WebSocket. With --sqlite-dir DIR every room gets a `SQLiteYStore` (the
 package's durable store: updates are written as they arrive, not before relaying), one
-database file per room: pycrdt-store 0.1.5 rooms sharing one file race while creating it
-(`FileNotFoundError` renaming `ystore.db` to `ystore(5).db`).
+database file per room, named after the room: pycrdt-store 0.1.5 rooms sharing one file race
+while creating it (`FileNotFoundError` renaming `ystore.db` to `ystore(5).db`). A room whose
+file exists is loaded from it before it serves anyone (pycrdt-websocket leaves loading to
+the application: `YRoom` only writes to its store), so a restarted server has its documents.
 
     bench/.venv/bin/python bench/servers/pycrdt_ws.py --port 1234 [--sqlite-dir /tmp/ystore]
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 from pathlib import Path
 
 import uvloop
 from aiohttp import WSMsgType, web
-from pycrdt.store import SQLiteYStore
+from pycrdt import Doc
+from pycrdt.store import SQLiteYStore, YDocNotFound
 from pycrdt.websocket import WebsocketServer, YRoom
 
 
@@ -63,14 +67,26 @@ class BenchServer(WebsocketServer):
     async def get_room(self, name: str) -> YRoom:
         async with self._rooms_lock:
             if name not in self.rooms:
-                ystore = None
+                ystore, ydoc = None, Doc()
                 if self._db_dir is not None:
-                    db_path = str(self._db_dir / f"{len(self.rooms)}.db")
-                    ystore = type("BenchStore", (SQLiteYStore,), {"db_path": db_path})(path=name)
-                self.rooms[name] = YRoom(ready=True, ystore=ystore, log=self.log)
+                    db_file = self._db_dir / f"{hashlib.sha1(name.encode()).hexdigest()}.db"
+                    store = type("BenchStore", (SQLiteYStore,), {"db_path": str(db_file)})
+                    if db_file.exists():
+                        await load(store(path=name), ydoc)
+                    ystore = store(path=name)
+                self.rooms[name] = YRoom(ready=True, ystore=ystore, ydoc=ydoc, log=self.log)
             room = self.rooms[name]
             await self.start_room(room)
         return room
+
+
+async def load(ystore: SQLiteYStore, ydoc: Doc) -> None:
+    """Apply what the store holds to `ydoc` (a separate store instance, stopped after)."""
+    async with ystore:
+        try:
+            await ystore.apply_updates(ydoc)
+        except YDocNotFound:
+            pass
 
 
 async def main(port: int, db_dir: Path | None) -> None:

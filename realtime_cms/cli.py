@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import secrets
@@ -58,6 +59,14 @@ def _upgrade(settings: Settings, revision: str = "head") -> None:
         asyncio.run(_seed_roles(settings))
 
 
+async def _freeze_heap(_app: web.Application) -> None:
+    """Move everything loaded at startup (modules, models, the ORM's caches) out of the
+    cyclic garbage collector's sight: a full collection then scans only what requests made,
+    instead of pausing the event loop for the whole heap every few seconds."""
+    gc.collect()
+    gc.freeze()
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from realtime_cms.app import create_app
 
@@ -71,8 +80,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port,
         settings.database_url.split("://")[0],
     )
+    app = create_app(settings)
+    app.on_startup.append(_freeze_heap)
     web.run_app(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         loop=_new_loop(),

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, Protocol
 from pycrdt import Doc, Subscription, merge_updates
 
 from realtime_cms.collab.access import Level, can_write
+from realtime_cms.collab.durability import Committed, Durability, retrieve
 from realtime_cms.collab.protocol import (
     AwarenessEntry,
     ProtocolError,
@@ -153,19 +154,6 @@ def _done() -> asyncio.Future[None]:
     return future
 
 
-def _failed(error: BaseException) -> asyncio.Future[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_exception(error)
-    return future
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark a durability failure as seen: a transport may not wait for it (y-websocket has
-    no acks), and the room has logged it and kept the updates as debt."""
-    if not future.cancelled():
-        future.exception()
-
-
 def _merged(changes: Sequence[bytes]) -> bytes | None:
     """One update for the changes of several transactions; None when there were none."""
     if len(changes) > 1:
@@ -202,13 +190,7 @@ class DocumentRoom:
         self._awareness: dict[int, tuple[int, dict[str, Any] | None]] = {}
         self._owners: dict[int, str] = {}
         self._lock = asyncio.Lock()
-        self._in_flight: set[asyncio.Future[asyncio.Future[None]]] = set()
-        # Appends queued since the last `_durable`, their updates, the newest durability
-        # future, and updates whose append failed (written again with the next one).
-        self._appends: list[asyncio.Future[int]] = []
-        self._unlogged: list[bytes] = []
-        self._logged: asyncio.Future[None] | None = None
-        self._debt: list[bytes] = []
+        self._durability = Durability(document_id, store, self._committed)
         self._closed = False
 
     @classmethod
@@ -263,8 +245,7 @@ class DocumentRoom:
         """Check, apply and send on a writer's update; returns once it is durable.
 
         Returning means every change the room held when the update arrived is in the log,
-        so a duplicate of a change still being written waits for it too. A cancelled caller
-        does not abandon the update half-way: it is applied, sent and logged regardless.
+        so a duplicate of a change still being written waits for it too.
         """
         await (await self.accept_update(peer, update))
 
@@ -276,14 +257,13 @@ class DocumentRoom:
         change the log lost if the process dies, and whoever sent it was never told it was
         saved, so its client sends it again. A failed commit is kept as the room's debt and
         written again with the next update (or when the room drains): nothing the room
-        applied is left out of the log while the room lives.
+        applied is left out of the log while the room lives. Once the lock is held, nothing
+        here waits until the append is queued, so a cancelled caller cannot leave an update
+        applied but not logged.
         """
         if len(update) > self._limits.max_update_bytes:
             raise PayloadTooLarge("The update is too large", code="update_too_large")
-        task = asyncio.ensure_future(self._apply_from(peer, update))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-        return await asyncio.shield(task)
+        return await self._apply_from(peer, update)
 
     async def apply_remote(self, update: bytes) -> None:
         """Apply an update another node has logged already: checked, not logged again."""
@@ -297,30 +277,26 @@ class DocumentRoom:
                 raise Forbidden("Read-only access to this document", code="read_only")
             accepted = self._try_on_shadow(update, cap_pending=peer is not None)
             if accepted is not None:
-                row_id = _REMOTE if peer is None else self._log(accepted.logged)
-                self._apply_live((row_id, update), accepted)
+                if peer is not None:
+                    self._durability.append(accepted.logged, accepted.changes, peer)
+                self._apply_live((_QUEUED if peer else _REMOTE, update), accepted)
                 await self._send_changes(accepted, sender=peer)
-            if peer is None:
-                durable = _done()
-            else:
-                durable = self._durable()
-        changes = None if accepted is None else accepted.changes
-        if changes is None:
-            return durable
-        if peer is None:
-            await run_hooks(self._hooks.on_change, self.document_id, changes, None)
-            return durable
-        # Hooks (the relay to other nodes among them) see a peer's change once it is durable:
-        # another node never holds, unlogged, a change this node may still lose.
-        hooked = asyncio.ensure_future(self._hook_when_durable(durable, changes, peer))
-        hooked.add_done_callback(_retrieve)
-        return hooked
+            if peer is not None:
+                return self._durability.waiter()
+        if accepted is not None and accepted.changes is not None:
+            await run_hooks(self._hooks.on_change, self.document_id, accepted.changes, None)
+        return _done()
 
-    async def _hook_when_durable(
-        self, durable: asyncio.Future[None], changes: bytes, peer: Peer
-    ) -> None:
-        await durable
-        await run_hooks(self._hooks.on_change, self.document_id, changes, peer)
+    def _committed(self, committed: Committed) -> None:
+        """Peers' changes are durable: hand them to the `on_change` hooks (the relay to other
+        nodes among them, so that no other node holds a change this one may still lose)."""
+        if self._hooks.on_change:
+            task = asyncio.ensure_future(self._run_change_hooks(committed))
+            task.add_done_callback(retrieve)
+
+    async def _run_change_hooks(self, committed: Committed) -> None:
+        for changes, peer in committed:
+            await run_hooks(self._hooks.on_change, self.document_id, changes, peer)
 
     def _apply_live(self, row: tuple[int, bytes], accepted: _Accepted) -> None:
         """Apply to the live document what the shadow took. When nothing waited before and
@@ -373,57 +349,6 @@ class DocumentRoom:
         if self._shadow is not None and self._shadow_subscription is not None:
             self._shadow.unobserve(self._shadow_subscription)
         self._shadow, self._shadow_subscription = None, None
-
-    def _log(self, update: bytes) -> int:
-        """Queue the update's append (written in apply order); its log id is not known yet."""
-        self._appends.append(self._store.enqueue(self.document_id, update))
-        self._unlogged.append(update)
-        return _QUEUED
-
-    def _durable(self) -> asyncio.Future[None]:
-        """A future for "everything this room applied so far is logged": the appends queued
-        since the last call, after the ones before them; the debt of failed appends is
-        queued again first."""
-        repaid = bool(self._debt)
-        if repaid:
-            debt, self._debt = self._debt, []
-            self._log(_merged(debt) or b"")
-        appends, unlogged = self._appends, self._unlogged
-        self._appends, self._unlogged = [], []
-        previous = self._logged
-        if not appends and (previous is None or previous.done()):
-            error = None if previous is None else previous.exception()
-            return _done() if error is None else _failed(error)
-        settled = asyncio.ensure_future(self._settle(previous, appends, unlogged, repaid))
-        settled.add_done_callback(_retrieve)
-        self._logged = settled
-        return settled
-
-    async def _settle(
-        self,
-        previous: asyncio.Future[None] | None,
-        appends: list[asyncio.Future[int]],
-        unlogged: list[bytes],
-        repaid: bool,
-    ) -> None:
-        """Wait for the earlier appends, then these; what failed becomes the room's debt."""
-        failed: BaseException | None = None
-        if previous is not None:
-            try:
-                await asyncio.shield(previous)
-            except Unavailable as exc:
-                # Its updates are debt now: queued again among `appends` if `repaid`.
-                failed = None if repaid else exc
-        outcomes = await asyncio.gather(*appends, return_exceptions=True)
-        for update, outcome in zip(unlogged, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                self._debt.append(update)
-                failed = outcome
-        if failed is not None:
-            logger.warning("logging updates of %s failed: %r", self.document_id, failed)
-            if isinstance(failed, Unavailable):
-                raise failed
-            raise Unavailable("The update was not saved; retry", code="store_failed") from failed
 
     async def _send_changes(self, accepted: _Accepted, sender: Peer | None) -> None:
         if accepted.changes is None:
@@ -567,14 +492,13 @@ class DocumentRoom:
         """Wait until every update handed to the room so far is applied or refused, and
         logged: a debt of failed appends is written once more (a failure is only logged:
         the peers still hold those changes and send them when they sync again)."""
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight))
-        async with self._lock:  # remote updates run under the lock without a task
-            durable = self._durable()
+        async with self._lock:
+            durable = self._durability.waiter()
         try:
             await durable
         except Unavailable:
-            logger.error("%s closes with %d updates not logged", self.document_id, len(self._debt))
+            debt = self._durability.debt
+            logger.error("%s closes with %d updates not logged", self.document_id, debt)
 
     def close(self) -> None:
         """Refuse updates and peers from now on: the room is being unloaded."""

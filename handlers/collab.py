@@ -21,6 +21,7 @@ from handlers.collab_seat import (
     REVALIDATE_SECONDS,
     MessageRate,
     level_for,
+    recheck_level,
     recheck_principal,
     resolve_token,
 )
@@ -257,7 +258,7 @@ class CollabNamespace(socketio.AsyncNamespace):
             raise Unauthorized("The session ended", code="session_ended")
         peer.principal, peer.checked_at = principal, time.monotonic()
         for document_id, room in list(peer.rooms.items()):
-            level = await self._level(principal, document_id)
+            level = await recheck_level(self.app, peer.token, principal, document_id)
             if level != room.level_of(peer.sid):
                 await room.set_level(peer.sid, level)
 

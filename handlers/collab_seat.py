@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -131,15 +131,16 @@ async def recheck_seat(
 ) -> SeatEnd | None:
     """Re-check the session and the seat's level; why the seat ended, or None if it goes on.
 
-    Transports call this every REVALIDATE_SECONDS. A changed level goes through the room,
-    which tells the peer (`send_level`, None when revoked). A check that fails (the database
-    is down) is logged and the seat goes on until the next one.
+    Transports call this every few seconds (`next_recheck_in`). A changed level goes through
+    the room, which tells the peer (`send_level`, None when revoked). A check that fails
+    (the database is down) is logged and the seat goes on until the next one.
     """
     try:
-        principal = await app[_RECHECKS].principal(token, ip, user_agent)
+        checks = app[_RECHECKS]
+        principal = await checks.principal(token, ip, user_agent)
         if principal is None:
             return "session_ended"
-        level = await level_for(app, principal, room.document_id)
+        level = await checks.level(token, ip, user_agent, principal, room.document_id)
     except Exception:
         log.exception("re-checking seat %s on %s failed", peer.id, room.document_id)
         return None
@@ -191,54 +192,76 @@ async def resolve_token(
         )
 
 
-class Rechecks:
-    """The re-checks of every seat in the process share their session lookups: a token is
-    resolved at most once per REVALIDATE_SECONDS however many seats hold it (a browser
-    opens one y-websocket connection per document), and seats ask at jittered times.
+_Key = tuple[str, str | None, str | None]
 
-    A seat therefore notices an ended session within two intervals at most. Admission is
-    never cached (`admit` resolves the token afresh), nor are levels (grant changes are
-    pushed to the seats at once; a cached level would undo them).
+
+class Rechecks:
+    """The re-checks of every seat in the process share their lookups: a token is resolved,
+    and its level on a document looked up, at most once per REVALIDATE_SECONDS however many
+    seats ask (a browser opens one y-websocket connection per document; seats ask at
+    jittered times).
+
+    A seat therefore notices an ended session or a changed role within two intervals. A
+    grant change applied on this node (`RoomManager.levels_changed`, which other nodes'
+    changes reach through the relay) makes every cached level stale at once: the change
+    itself is pushed to the seats, and a stale level must never undo it. Admission is never
+    cached (`admit` resolves the token afresh).
     """
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
-        self._found: dict[tuple[str, str | None, str | None], tuple[float, Principal | None]] = {}
-        self._asking: dict[tuple[str, str | None, str | None], asyncio.Future[Principal | None]]
-        self._asking = {}
+        self._principals: dict[_Key, tuple[float, Principal | None]] = {}
+        self._levels: dict[tuple[_Key, str], tuple[float, int, Level | None]] = {}
+        self._asking: dict[_Key, asyncio.Future[Principal | None]] = {}
 
     async def principal(
         self, token: str, ip: str | None, user_agent: str | None
     ) -> Principal | None:
         key = (token, ip, user_agent)
         now = time.monotonic()
-        found = self._found.get(key)
+        found = self._principals.get(key)
         if found is not None and now - found[0] < REVALIDATE_SECONDS:
             return found[1]
         asking = self._asking.get(key)
         if asking is None:
             asking = asyncio.ensure_future(resolve_token(self._app, token, ip, user_agent))
             self._asking[key] = asking
-            asking.add_done_callback(lambda done: self._settled(key, done, now))
+            asking.add_done_callback(lambda done: self._resolved(key, done, now))
         return await asyncio.shield(asking)
 
-    def _settled(
+    async def level(
         self,
-        key: tuple[str, str | None, str | None],
-        done: asyncio.Future[Principal | None],
-        asked_at: float,
-    ) -> None:
-        del self._asking[key]
-        if done.cancelled() or done.exception() is not None:
-            return
-        if len(self._found) > _PRUNE_AT:
-            self._prune(asked_at)
-        self._found[key] = (asked_at, done.result())
+        token: str,
+        ip: str | None,
+        user_agent: str | None,
+        principal: Principal,
+        document_id: str,
+    ) -> Level | None:
+        """The principal's level on the document, looked up at most once per interval."""
+        key = ((token, ip, user_agent), document_id)
+        epoch, now = self._app[keys.ROOMS].level_epoch, time.monotonic()
+        found = self._levels.get(key)
+        if found is not None and found[1] == epoch and now - found[0] < REVALIDATE_SECONDS:
+            return found[2]
+        level = await level_for(self._app, principal, document_id)
+        if self._app[keys.ROOMS].level_epoch == epoch:
+            self._prune(self._levels, now)
+            self._levels[key] = (now, epoch, level)
+        return level
 
-    def _prune(self, now: float) -> None:
-        for key, (at, _) in list(self._found.items()):
-            if now - at >= REVALIDATE_SECONDS:
-                del self._found[key]
+    def _resolved(self, key: _Key, done: asyncio.Future[Principal | None], asked: float) -> None:
+        del self._asking[key]
+        if not done.cancelled() and done.exception() is None:
+            self._prune(self._principals, asked)
+            self._principals[key] = (asked, done.result())
+
+    @staticmethod
+    def _prune(cache: dict[Any, Any], now: float) -> None:
+        """Sweep out expired entries once the cache holds `_PRUNE_AT` of them."""
+        if len(cache) > _PRUNE_AT:
+            for key, entry in list(cache.items()):
+                if now - entry[0] >= REVALIDATE_SECONDS:
+                    del cache[key]
 
 
 async def recheck_principal(
@@ -246,6 +269,13 @@ async def recheck_principal(
 ) -> Principal | None:
     """`resolve_token` for a seat's re-check, through the process's shared `Rechecks`."""
     return await app[_RECHECKS].principal(token, ip, user_agent)
+
+
+async def recheck_level(
+    app: web.Application, token: str, principal: Principal, document_id: str
+) -> Level | None:
+    """`level_for` for a seat's re-check, through the process's shared `Rechecks`."""
+    return await app[_RECHECKS].level(token, principal.ip, None, principal, document_id)
 
 
 def next_recheck_in() -> float:

@@ -45,6 +45,8 @@ class RoomManager:
         self._idle_since: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
         self._stopped = False
+        # Counts grant changes applied here, so that a level cached before one is stale.
+        self.level_epoch = 0
 
     async def __aenter__(self) -> Self:
         if self._reaper is not None:
@@ -117,6 +119,10 @@ class RoomManager:
             if self._rooms.get(document_id) is room:
                 await self._unload(document_id, room, compact=False)
         await self.store.delete(document_id)
+
+    def levels_changed(self) -> None:
+        """Some user's level on some document changed: levels cached so far are stale."""
+        self.level_epoch += 1
 
     async def revoke(self, document_id: str, user_id: int, level: Level | None) -> None:
         """Apply a user's new level (None: no access) to all their live peers on the document."""

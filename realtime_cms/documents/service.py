@@ -344,6 +344,7 @@ async def apply_level_change(
     Call it once the change is committed. Each seat is judged by its own principal (a
     scoped API token may grant less than the user's session); None drops the seat.
     """
+    rooms.levels_changed()
     room = rooms.get(document_id)
     if room is None:
         return

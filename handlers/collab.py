@@ -39,6 +39,8 @@ from realtime_cms.versions import service as versions
 log = logging.getLogger(__name__)
 
 NAMESPACE = "/collab"
+# The Engine.IO path of the msgpack-framed server (the default one is `socket.io`).
+MSGPACK_PATH = "socket.io-msgpack"
 EMPTY_STATE_VECTOR = b"\x00"
 MAX_NOTES = 10_000
 

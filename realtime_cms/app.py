@@ -145,6 +145,7 @@ async def _versions(app: web.Application) -> AsyncIterator[None]:
 async def _close_sockets(app: web.Application) -> None:
     # On shutdown, before aiohttp waits for open handlers: otherwise live sockets hold it up.
     await app[keys.SIO].shutdown()
+    await app[keys.SIO_MSGPACK].shutdown()
 
 
 async def _refuse_root_namespace(sid: str, environ: object, auth: object = None) -> None:
@@ -176,6 +177,19 @@ def _socket_server(settings: Settings) -> SocketServer:
     return sio
 
 
+def _msgpack_server(settings: Settings) -> SocketServer:
+    """`/collab` for clients that ask for msgpack framing (socket.io-msgpack-parser): each
+    event is one binary frame, where the default parser sends a JSON header and one more
+    frame per binary attachment. Only `/collab` is served here."""
+    return SocketServer(
+        async_mode="aiohttp",
+        serializer="msgpack",
+        cors_allowed_origins=_socket_origin_allowed,
+        max_http_buffer_size=settings.max_body_bytes,
+        namespaces=[collab.NAMESPACE],
+    )
+
+
 def create_app(settings: Settings) -> web.Application:
     """A ready-to-run application for `settings`; no I/O happens until it starts."""
     app = web.Application(
@@ -191,6 +205,10 @@ def create_app(settings: Settings) -> web.Application:
     routes.setup(app)
     collab_seat.setup(app)
     collab.setup(app, sio)
+    msgpack_sio = _msgpack_server(settings)
+    msgpack_sio.attach(app, socketio_path=collab.MSGPACK_PATH)
+    app[keys.SIO_MSGPACK] = msgpack_sio
+    collab.setup(app, msgpack_sio)
     app[keys.NOTIFICATION_HUB] = NotificationHub(sio)
     notifications_socket.setup(app, sio)
     ysocketio.setup(app, sio)

@@ -92,15 +92,24 @@ class ClientDocument:
 
 
 class CollabClient:
-    """A connection to `/collab` carrying any number of documents."""
+    """A connection to `/collab` carrying any number of documents; `msgpack=True` speaks
+    msgpack framing (the server's `/socket.io-msgpack/` endpoint)."""
 
     def __init__(
-        self, url: str, token: str, *, timeout: float = 30.0, **client_options: Any
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        msgpack: bool = False,
+        **client_options: Any,
     ) -> None:
         self.url = url
         self.token = token
         self.timeout = timeout
-        self.sio = socketio.AsyncClient(reconnection=False, **client_options)
+        self.path = "socket.io-msgpack" if msgpack else "socket.io"
+        serializer = "msgpack" if msgpack else "default"
+        self.sio = socketio.AsyncClient(reconnection=False, serializer=serializer, **client_options)
         self.documents: dict[str, ClientDocument] = {}
         self.awareness: list[tuple[str, bytes]] = []
         self.permissions: list[tuple[str, str | None]] = []
@@ -128,6 +137,7 @@ class CollabClient:
             transports=["websocket"],
             headers=headers or {},
             wait_timeout=self.timeout,
+            socketio_path=self.path,
         )
 
     async def close(self) -> None:

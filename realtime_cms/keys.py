@@ -25,6 +25,8 @@ ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", SessionFactory)
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 SIO = web.AppKey("sio", socketio.AsyncServer)
+# The second Socket.IO server: `/collab` with msgpack framing at /socket.io-msgpack/.
+SIO_MSGPACK = web.AppKey("sio_msgpack", socketio.AsyncServer)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 MAILER = web.AppKey("mailer", MailSender)
 PASSWORDS = web.AppKey("passwords", Passwords)

@@ -30,8 +30,10 @@ async def connect(
 ) -> AsyncIterator[Callable[..., Awaitable[CollabClient]]]:
     clients: list[CollabClient] = []
 
-    async def open_client(role: str, token: str | None = None) -> CollabClient:
-        client = CollabClient(url, token or harness.tokens[role], timeout=10)
+    async def open_client(
+        role: str, token: str | None = None, *, msgpack: bool = False
+    ) -> CollabClient:
+        client = CollabClient(url, token or harness.tokens[role], timeout=10, msgpack=msgpack)
         await client.connect()
         clients.append(client)
         return client
@@ -98,6 +100,40 @@ async def test_two_writers_converge_and_every_acked_edit_is_in_the_log(
         .where(DocumentUpdate.document_id == document_id)
     )
     assert rows == 40
+
+
+async def test_msgpack_and_json_clients_edit_one_document_together(
+    harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
+) -> None:
+    document_id = new_document("collab")
+    await grant(harness, document_id, "editor", "write")
+    await grant(harness, document_id, "author", "write")
+    packed, plain = await connect("editor", msgpack=True), await connect("author")
+    doc_packed, doc_plain = await packed.join(document_id), await plain.join(document_id)
+    doc_packed.doc.get("body", type=pycrdt.Text).insert(0, "packed ")
+    doc_plain.doc.get("body", type=pycrdt.Text).insert(0, "plain ")
+    await doc_packed.flush()
+    await doc_plain.flush()
+    assert not doc_packed.errors and not doc_plain.errors
+    await eventually(lambda: doc_packed.text() == doc_plain.text())
+    assert sorted(doc_packed.text().split()) == ["packed", "plain"]
+    late = await (await connect("admin", msgpack=True)).join(document_id)
+    assert late.text() == doc_plain.text()
+
+
+async def test_the_msgpack_endpoint_refuses_what_the_json_one_refuses(
+    url: str, harness: Harness, connect: Callable[..., Awaitable[CollabClient]]
+) -> None:
+    foreign = CollabClient(url, harness.tokens["admin"], timeout=5, msgpack=True)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await foreign.connect(headers={"Origin": "http://evil.example"})
+    anonymous = CollabClient(url, "rcs_not-a-real-token", timeout=5, msgpack=True)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await anonymous.connect()
+    client = await connect("viewer", msgpack=True)
+    for event, payload in (("update", {"document": "x"}), ("join", 42), ("nope", {})):
+        reply = await client.sio.call(event, payload, namespace="/collab", timeout=10)
+        assert reply["ok"] is False and reply["error"]["code"], (event, reply)
 
 
 async def test_a_late_joiner_receives_the_whole_document(

@@ -92,6 +92,23 @@ _DENIALS: dict[SeatEnd, tuple[Close, str]] = {
 _PEERS: web.AppKey[set[WebSocketPeer]] = web.AppKey("ywebsocket_peers")
 
 
+class _LastFrame:
+    """The frame of the last update sent: a room hands every peer the same bytes object,
+    so a broadcast encodes once whatever the room's size."""
+
+    def __init__(self) -> None:
+        self._update: bytes | None = None
+        self._frame = b""
+
+    def frame(self, update: bytes) -> bytes:
+        if update is not self._update:
+            self._update, self._frame = update, sync_update(update)
+        return self._frame
+
+
+_update_frames = _LastFrame()
+
+
 @dataclass(eq=False)
 class WebSocketPeer:
     """A y-websocket connection seated in one room; its frames wait in a bounded outbox.
@@ -113,7 +130,7 @@ class WebSocketPeer:
         self.outbox = asyncio.Queue(self.limit + 1)
 
     async def send_update(self, document_id: str, update: bytes) -> None:
-        self.push(sync_update(update))
+        self.push(_update_frames.frame(update))
 
     async def send_awareness(self, document_id: str, awareness_update: bytes) -> None:
         self.push_awareness(awareness_update)

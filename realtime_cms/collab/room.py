@@ -353,8 +353,15 @@ class DocumentRoom:
     async def _send_changes(self, accepted: _Accepted, sender: Peer | None) -> None:
         if accepted.changes is None:
             return
-        changes = accepted.changes
-        await self._broadcast(lambda p: p.send_update(self.document_id, changes), sender)
+        # The hot path: one direct call per peer (no closure), every peer the same bytes
+        # object (transports cache their encoding of it).
+        changes, document_id = accepted.changes, self.document_id
+        for member in list(self._members.values()):
+            if member.peer is not sender:
+                try:
+                    await member.peer.send_update(document_id, changes)
+                except Exception:
+                    logger.exception("sending to peer %s on %s failed", member.peer.id, document_id)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -5,6 +5,7 @@
 // hooks.onClose(reason) if the connection closes (whoever closed it).
 import WebSocket from 'ws'
 import { io } from 'socket.io-client'
+import msgpackParser from 'socket.io-msgpack-parser'
 import * as encoding from 'lib0/encoding'
 import * as decoding from 'lib0/decoding'
 
@@ -105,16 +106,26 @@ function hocuspocus ({ url, document, token }, hooks) {
   }
 }
 
-function socket (url, namespace, token) {
+// `options` adds to (or overrides) the client options: e.g. another Engine.IO `path` and
+// `parser` for the msgpack endpoint.
+function socket (url, namespace, token, options = {}) {
   return io(`${url}${namespace}`, {
-    auth: { token }, transports: ['websocket'], forceNew: true, reconnection: false,
+    auth: { token }, transports: ['websocket'], forceNew: true, reconnection: false, ...options,
   })
 }
 
-/** Ours, `/collab`: join with an ack; each update is acked once durable. */
-function collab ({ url, document, token }, hooks) {
+// Binary payloads arrive as Buffer (JSON framing's attachments, msgpack's bin in Node) or
+// ArrayBuffer (msgpack in a browser build): always a fresh Uint8Array.
+const bytes = (data) => new Uint8Array(data)
+
+/**
+ * Ours, `/collab`: join with an ack; each update is acked once durable. `client` adds to the
+ * Socket.IO client options; `binary` turns an outgoing update into what the parser sends as
+ * binary.
+ */
+function collab ({ url, document, token }, hooks, { client = {}, binary = (update) => update } = {}) {
   const ready = deferred()
-  const sock = socket(url, '/collab', token)
+  const sock = socket(url, '/collab', token, client)
   sock.on('connect_error', (err) => ready.reject(err))
   sock.on('disconnect', (reason) => {
     ready.reject(new Error(`disconnected: ${reason}`))
@@ -123,16 +134,32 @@ function collab ({ url, document, token }, hooks) {
   sock.on('connect', () => {
     sock.emit('join', { document }, (answer) => {
       if (!answer?.ok) return ready.reject(new Error(`join: ${JSON.stringify(answer?.error)}`))
-      if (answer.update?.length > 2) hooks.onUpdate(new Uint8Array(answer.update))
+      const update = answer.update ? bytes(answer.update) : null
+      if (update?.length > 2) hooks.onUpdate(update)
       ready.resolve()
     })
   })
-  sock.on('update', (message) => hooks.onUpdate(new Uint8Array(message.update)))
+  sock.on('update', (message) => hooks.onUpdate(bytes(message.update)))
   return {
     ready: ready.promise,
-    send: (update) => sock.emit('update', { document, update }, (answer) => hooks.onAck?.(answer?.ok === true, answer?.error?.code)),
+    send: (update) => sock.emit('update', { document, update: binary(update) }, (answer) => hooks.onAck?.(answer?.ok === true, answer?.error?.code)),
     close: () => sock.disconnect(),
   }
+}
+
+/**
+ * Ours, `/collab` over msgpack framing (socket.io-msgpack-parser; the server's second
+ * Engine.IO endpoint, /socket.io-msgpack/): same events and acks as `collab`, but a binary
+ * payload travels inside its one msgpack frame, not as a JSON header plus an attachment.
+ */
+function collabMsgpack (config, hooks) {
+  return collab(config, hooks, {
+    client: { path: '/socket.io-msgpack/', parser: msgpackParser },
+    // notepack.io (the parser's msgpack) packs only a Buffer as msgpack bin: any other
+    // Uint8Array becomes ext type 0 holding its whole underlying ArrayBuffer, which the
+    // server refuses (invalid_payload). A Buffer view of the same bytes: no copy.
+    binary: (update) => Buffer.from(update.buffer, update.byteOffset, update.byteLength),
+  })
 }
 
 /** y-socket.io protocol (ours at `/yjs|<doc>`): bare binary arguments, no update acks. */
@@ -147,11 +174,11 @@ function ysocketio ({ url, document, token }, hooks) {
   sock.on('sync-step-1', (sv, ack) => ack(EMPTY_UPDATE))
   sock.on('connect', () => {
     sock.emit('sync-step-1', EMPTY_SV, (update) => {
-      hooks.onUpdate(new Uint8Array(update))
+      hooks.onUpdate(bytes(update))
       ready.resolve()
     })
   })
-  sock.on('sync-update', (update) => hooks.onUpdate(new Uint8Array(update)))
+  sock.on('sync-update', (update) => hooks.onUpdate(bytes(update)))
   return {
     ready: ready.promise,
     send: (update) => sock.emit('sync-update', update),
@@ -159,4 +186,4 @@ function ysocketio ({ url, document, token }, hooks) {
   }
 }
 
-export const ADAPTERS = { ywebsocket, hocuspocus, collab, ysocketio }
+export const ADAPTERS = { ywebsocket, hocuspocus, collab, 'collab-msgpack': collabMsgpack, ysocketio }

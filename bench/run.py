@@ -81,7 +81,7 @@ DEFAULT_SERVERS = {
            "pycrdt-websocket", "floor-relay", "floor-crdt"],
     "s3": ["ours-collab", "ours-collab-msgpack", "ours-ws", "y-websocket", "hocuspocus",
            "pycrdt-websocket", "floor-relay", "floor-crdt"],
-    "s4": ["ours-collab", "ours-collab-tuned", "ours-collab-msgpack-tuned", "ours-ws",
+    "s4": ["ours-collab", "ours-collab-tuned", "ours-collab-msgpack-tuned", "ours-ws-tuned",
            "y-websocket", "hocuspocus", "pycrdt-websocket", "floor-crdt"],
     # The *-tuned servers differ from their untuned ones only in the rate limit, which S5
     # never meets.

@@ -71,13 +71,19 @@ class Durability:
 
     def waiter(self) -> asyncio.Future[None]:
         """A future for "everything queued so far is committed" (debt is queued again first)."""
-        if self._debt:
-            debt, self._debt = self._debt, []
-            updates = [item.update for item in debt]
-            merged = merge_updates(*updates) if len(updates) > 1 else updates[0]
-            self._enqueue(_Append(merged, [c for item in debt for c in item.committed]))
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         future.add_done_callback(retrieve)
+        if self._debt:
+            updates = [item.update for item in self._debt]
+            merged = merge_updates(*updates) if len(updates) > 1 else updates[0]
+            try:
+                self._enqueue(_Append(merged, [c for item in self._debt for c in item.committed]))
+            except Exception as exc:  # the store has stopped: the debt stays
+                failure = Unavailable("The update was not saved; retry", code="store_failed")
+                failure.__cause__ = exc
+                future.set_exception(failure)
+                return future
+            self._debt = []
         if self._settled == self._next:
             future.set_result(None)
         else:
@@ -85,9 +91,9 @@ class Durability:
         return future
 
     def _enqueue(self, item: _Append) -> None:
+        committed = self._store.enqueue(self._document_id, item.update)  # raises if stopped
         seq, self._next = self._next, self._next + 1
         self._appends[seq] = item
-        committed = self._store.enqueue(self._document_id, item.update)
         committed.add_done_callback(functools.partial(self._settle, seq))
 
     def _settle(self, seq: int, done: asyncio.Future[int]) -> None:

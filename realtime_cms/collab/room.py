@@ -278,7 +278,7 @@ class DocumentRoom:
             accepted = self._try_on_shadow(update, cap_pending=peer is not None)
             if accepted is not None:
                 if peer is not None:
-                    self._durability.append(accepted.logged, accepted.changes, peer)
+                    self._queue_append(accepted, peer)
                 self._apply_live((_QUEUED if peer else _REMOTE, update), accepted)
                 await self._send_changes(accepted, sender=peer)
             if peer is not None:
@@ -297,6 +297,15 @@ class DocumentRoom:
     async def _run_change_hooks(self, committed: Committed) -> None:
         for changes, peer in committed:
             await run_hooks(self._hooks.on_change, self.document_id, changes, peer)
+
+    def _queue_append(self, accepted: _Accepted, peer: Peer) -> None:
+        """Queue the append; if it cannot even be queued (the store has stopped), forget
+        the shadow, which holds the update the live document will not get."""
+        try:
+            self._durability.append(accepted.logged, accepted.changes, peer)
+        except Exception as exc:
+            self._drop_shadow()
+            raise Unavailable("The update was not saved; retry", code="store_failed") from exc
 
     def _apply_live(self, row: tuple[int, bytes], accepted: _Accepted) -> None:
         """Apply to the live document what the shadow took. When nothing waited before and

@@ -297,6 +297,22 @@ async def test_a_store_failure_is_unavailable_to_the_sender_and_kept_as_debt(
         await room.apply_update(writer, writer.doc.get_update())
 
 
+async def test_a_stopped_store_refuses_the_update_and_changes_nothing(database_url: str) -> None:
+    engine = create_engine(database_url)
+    async with UpdateStore(session_factory(engine), commit_window=0) as stopping:
+        room = new_room(stopping)
+        writer, other = seat(room), seat(room, user_id=2)
+        await room.apply_update(writer, writer.edit("kept"))
+    await engine.dispose()
+    with pytest.raises(Unavailable) as caught:
+        await room.apply_update(writer, writer.edit(" refused"))
+    assert caught.value.code == "store_failed"
+    assert text_of(room) == "kept" == str(other.text)
+    # The twin forgot the refused edit too: a change made on top of it waits for it.
+    await room.apply_remote(writer.edit(" on top"))
+    assert room.pending_count == 1 and text_of(room) == "kept"
+
+
 async def test_the_retry_after_a_store_failure_is_applied_once(
     database_url: str, store: UpdateStore
 ) -> None:

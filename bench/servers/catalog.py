@@ -152,6 +152,9 @@ def _bench_python(script: str, *args: str) -> Callable[[int, Path, str], Launch]
     return launch
 
 
+# The *-tuned servers: the per-connection rate limit (default 400 messages/s) lifted for S4.
+_UNLIMITED = {"RCMS_COLLAB_MAX_MESSAGES_PER_SECOND": "1000000"}
+
 SERVERS = {
     kind.name: kind
     for kind in (
@@ -162,15 +165,15 @@ SERVERS = {
         ServerKind("ours-ysio", "ysocketio", ("memory", "durable"), _ours(""),
                    note="our y-socket.io namespaces /yjs|<doc>"),
         ServerKind("ours-collab-tuned", "collab", ("memory", "durable"),
-                   _ours("", {"RCMS_COLLAB_MAX_MESSAGES_PER_SECOND": "1000000"}),
+                   _ours("", _UNLIMITED),
                    note="/collab with the per-connection rate limit (default 400/s) lifted"),
         ServerKind("ours-ws-tuned", "ywebsocket", ("memory", "durable"),
-                   _ours("/ws", {"RCMS_COLLAB_MAX_MESSAGES_PER_SECOND": "1000000"}),
+                   _ours("/ws", _UNLIMITED),
                    note="/ws with the per-connection rate limit (default 400/s) lifted"),
         ServerKind("ours-collab-msgpack", "collab-msgpack", ("memory", "durable"), _ours(""),
                    note="/collab over msgpack framing (/socket.io-msgpack/)"),
         ServerKind("ours-collab-msgpack-tuned", "collab-msgpack", ("memory", "durable"),
-                   _ours("", {"RCMS_COLLAB_MAX_MESSAGES_PER_SECOND": "1000000"}),
+                   _ours("", _UNLIMITED),
                    note="/collab over msgpack framing with the rate limit (400/s) lifted"),
         ServerKind("y-websocket", "ywebsocket", ("memory", "durable"), _y_websocket,
                    note="y-websocket 1.5.4 bin/server.js; durable: y-leveldb"),

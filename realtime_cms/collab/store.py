@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self, cast
+from typing import Self
 
 import sqlalchemy as sa
 from pycrdt import Decoder, Doc, get_update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.collab.log_writers import writer_for
 from realtime_cms.db import SessionFactory, transaction
-from realtime_cms.models.base import utcnow
 from realtime_cms.models.realtime import DocumentSnapshot, DocumentUpdate
 
 logger = logging.getLogger(__name__)
@@ -196,8 +194,6 @@ def _snapshot_of(document_id: str) -> sa.ColumnElement[bool]:
 
 
 _SNAPSHOT = sa.select(DocumentSnapshot.state, DocumentSnapshot.last_update_id)
-_LOG = cast(sa.Table, DocumentUpdate.__table__)
-_INSERT = sa.insert(_LOG).returning(_LOG.c.id, sort_by_parameter_order=True)
 
 
 async def _lock_snapshot(session: AsyncSession, document_id: str) -> tuple[bytes, int]:
@@ -228,104 +224,6 @@ async def _log_rows(session: AsyncSession, document_id: str, after_id: int | Non
     return [(int(row_id), bytes(update)) for row_id, update in result]
 
 
-class _SqlAlchemyWriter:
-    """Writes a batch through SQLAlchemy: a cached Core insert, run as an executemany that
-    SQLAlchemy folds into multi-row INSERT ... RETURNING (MariaDB, or SQLite with options)."""
-
-    def __init__(self, sessions: SessionFactory) -> None:
-        self._sessions = sessions
-
-    async def insert(self, rows: list[tuple[str, bytes]]) -> list[int]:
-        now = utcnow()
-        values = [
-            {"document_id": document_id, "update": update, "created_at": now}
-            for document_id, update in rows
-        ]
-        async with transaction(self._sessions) as session:
-            connection = await session.connection()
-            result = await connection.execute(_INSERT, values)
-            return [int(row_id) for row_id in result.scalars()]
-
-    def close(self) -> None:
-        pass
-
-
-class _SqliteWriter:
-    """Writes a batch on SQLite in one hop to a thread of its own, which holds its own
-    connection: BEGIN IMMEDIATE, one INSERT per row, COMMIT.
-
-    Through aiosqlite and SQLAlchemy a one-row transaction costs about a dozen thread round
-    trips (~2 ms of CPU); here it is one. Same pragmas as the engine's connections (WAL,
-    synchronous=NORMAL, busy_timeout), so commits are as durable and wait for other writers.
-    """
-
-    _SQL = 'INSERT INTO document_updates (document_id, "update", created_at) VALUES (?, ?, ?)'
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._connection: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="update-log")
-
-    async def insert(self, rows: list[tuple[str, bytes]]) -> list[int]:
-        now = utcnow().replace(tzinfo=None, microsecond=0).isoformat(" ")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._write, rows, now)
-
-    def _write(self, rows: list[tuple[str, bytes]], now: str) -> list[int]:
-        connection = self._connect()
-        cursor = connection.cursor()
-        cursor.execute("BEGIN IMMEDIATE")
-        try:
-            ids = []
-            for document_id, update in rows:
-                cursor.execute(self._SQL, (document_id, update, now))
-                ids.append(int(cursor.lastrowid or 0))
-            cursor.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.rollback()
-            raise
-        finally:
-            cursor.close()
-        return ids
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
-            connection = sqlite3.connect(self._path, timeout=30, isolation_level=None)
-            for pragma in (
-                "foreign_keys=ON",
-                "journal_mode=WAL",
-                "synchronous=NORMAL",
-                "busy_timeout=30000",
-            ):
-                connection.execute(f"PRAGMA {pragma}")
-            self._connection = connection
-        return self._connection
-
-    def close(self) -> None:
-        def shut() -> None:
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        self._thread.submit(shut).result()
-        self._thread.shutdown()
-
-
-def _writer_for(sessions: SessionFactory) -> _SqlAlchemyWriter | _SqliteWriter:
-    """The SQLite writer for a plain engine on an SQLite file; SQLAlchemy's otherwise (other
-    databases, and engines with execution options such as a schema translation)."""
-    bind = sessions.kw.get("bind")
-    if not isinstance(bind, AsyncEngine) or bind.get_execution_options():
-        return _SqlAlchemyWriter(sessions)
-    url = bind.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return _SqlAlchemyWriter(sessions)
-    if url.database.startswith("file:") or url.query:
-        return _SqlAlchemyWriter(sessions)
-    return _SqliteWriter(url.database)
-
-
 class UpdateStore:
     """The append-only log of every document's CRDT updates, plus one snapshot per document.
 
@@ -348,7 +246,7 @@ class UpdateStore:
         if max_batch < 1 or commit_window < 0 or catchup_overlap < 0:
             raise ValueError("max_batch must be positive, the others not negative")
         self._sessions = sessions
-        self._writer = _writer_for(sessions)
+        self._writer = writer_for(sessions)
         # Transactions committed so far: appends / batches is what group commit saves.
         self.batches_committed = 0
         self._window = commit_window

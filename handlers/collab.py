@@ -7,6 +7,7 @@ update; the session behind the connection is re-validated at least every few sec
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -97,7 +98,7 @@ class SocketPeer:
         await self._send(self.encoder.sio.event_packets(NAMESPACE, "permission", payload))
 
     async def _send(self, packets: list[eio_packet.Packet]) -> None:
-        await self.encoder.sio.send_packets(self.eio_sid, packets)
+        self.encoder.sio.queue_packets(self.eio_sid, packets)
 
 
 def ok(**data: Any) -> dict[str, Any]:
@@ -106,6 +107,37 @@ def ok(**data: Any) -> dict[str, Any]:
 
 def failure(exc: CMSError) -> dict[str, Any]:
     return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+
+
+def _answered(reply: dict[str, Any]) -> asyncio.Future[Any]:
+    done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    done.set_result(reply)
+    return done
+
+
+def _ack_once_durable(durable: asyncio.Future[None]) -> asyncio.Future[Any]:
+    """The ack of an accepted update: ok once it is committed, the store's error if not."""
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[None]) -> None:
+        if done.cancelled():
+            reply.set_result(_server_failure())
+            return
+        error = done.exception()
+        if error is None:
+            reply.set_result(ok())
+        elif isinstance(error, CMSError):
+            reply.set_result(failure(error))
+        else:
+            log.error("an update's commit failed", exc_info=error)
+            reply.set_result(_server_failure())
+
+    durable.add_done_callback(settle)
+    return reply
+
+
+def _server_failure() -> dict[str, Any]:
+    return failure(CMSError("The server failed; the error was logged"))
 
 
 def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
@@ -125,7 +157,14 @@ def _field(data: Any, name: str, kind: type) -> Any:
 
 
 class CollabNamespace(socketio.AsyncNamespace):
-    """Live documents over Socket.IO; handlers validate, then hand off to the rooms."""
+    """Live documents over Socket.IO; handlers validate, then hand off to the rooms.
+
+    `update` and `awareness` run in line on the socket's reader (`InlineEvents`): in order,
+    without a task each, and an update's ack is sent once it is committed while the next
+    event is already being handled.
+    """
+
+    inline_events = frozenset({"update", "awareness"})
 
     def __init__(self, app: web.Application, sio: SocketServer) -> None:
         super().__init__(NAMESPACE)
@@ -170,7 +209,23 @@ class CollabNamespace(socketio.AsyncNamespace):
             return failure(exc)
         except Exception:
             log.exception("collab event %s failed", event)
-            return failure(CMSError("The server failed; the error was logged"))
+            return _server_failure()
+
+    async def inline_event(self, sid: str, event: str, data: Any) -> asyncio.Future[Any]:
+        """`update` or `awareness`, handled at once; the future is the ack's payload."""
+        try:
+            peer = await self._checked_peer(sid)
+            room = self._room(peer, data)
+            change = _field(data, "update", bytes)
+            if event == "update":
+                return _ack_once_durable(await room.accept_update(peer, change))
+            await room.apply_awareness(peer, change)
+            return _answered(ok())
+        except CMSError as exc:
+            return _answered(failure(exc))
+        except Exception:
+            log.exception("collab event %s failed", event)
+            return _answered(_server_failure())
 
     async def event_join(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
         document_id = _field(data, "document", str)
@@ -191,16 +246,6 @@ class CollabNamespace(socketio.AsyncNamespace):
             state_vector=room.state_vector(),
             awareness=room.awareness_snapshot(),
         )
-
-    async def event_update(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
-        room = self._room(peer, data)
-        await room.apply_update(peer, _field(data, "update", bytes))
-        return ok()
-
-    async def event_awareness(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
-        room = self._room(peer, data)
-        await room.apply_awareness(peer, _field(data, "update", bytes))
-        return ok()
 
     async def event_save_version(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
         """A manual version of a joined `content:<id>` document; needs a write seat."""

@@ -140,14 +140,22 @@ def s3_table(records: list[Record]) -> str:
         good = valid_or_ok(runs)
         row = [server, mode, status(runs)]
         for size in sizes:
-            at = [next((s for s in r["steps"] if s["editors"] == size), None) for r in good]
-            mark = "" if all(s["valid"] for s in at if s) else " (generator > 80%)"
-            p99 = cell([s["latency_ms"]["p99"] for s in at if s], 1) + mark
-            cpu = cell([s["server_cpu_us_per_recipient"] for s in at if s], 0)
+            at = [s for r in good for s in r["steps"] if s["editors"] == size]
+            if not at:
+                row.append("–")
+                continue
+            # A room past the limit ends the run (S3 stops as S2 does); its step is marked.
+            mark = " (overloaded)" if any(s.get("overloaded") for s in at) else ""
+            if not mark and not all(s["valid"] for s in at):
+                mark = " (generator > 80%)"
+            p99 = cell([s["latency_ms"]["p99"] for s in at], 1) + mark
+            cpu = cell([s["server_cpu_us_per_recipient"] for s in at], 0)
             row.append(f"{p99} / {cpu}")
+        reasons = {r["steps"][-1].get("overloaded") for r in good if r["steps"]}
+        row.append("; ".join(sorted(str(x) for x in reasons if x)) or "largest size")
         rows.append(row)
     return table(["server", "mode", "valid runs", *[f"{n} editors: p99 ms / CPU µs per recipient"
-                                                   for n in sizes]], rows)
+                                                   for n in sizes], "stopped by"], rows)
 
 
 def s4_table(records: list[Record]) -> str:

@@ -152,9 +152,12 @@ async def _refuse_root_namespace(sid: str, environ: object, auth: object = None)
     raise socketio.exceptions.ConnectionRefusedError("Connect to a feature namespace, not '/'")
 
 
-def _socket_origin_allowed(origin: str, environ: dict[str, Any]) -> bool:
-    """Socket.IO's Origin check: the allowed origins or the server's own, as for REST."""
-    return origin_allowed(environ["aiohttp.request"], origin)
+def _socket_origin_allowed(origin: str | None, environ: dict[str, Any]) -> bool:
+    """Socket.IO's Origin check: the allowed origins or the server's own, as for REST.
+
+    Engine.IO also asks without an Origin (a non-browser client's long-polling request,
+    when it builds CORS headers): no CORS header is due then."""
+    return origin is not None and origin_allowed(environ["aiohttp.request"], origin)
 
 
 def _socket_server(settings: Settings) -> SocketServer:

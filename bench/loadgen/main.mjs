@@ -53,6 +53,7 @@ class Editor {
     this.client = adapter({ url: config.url, document: this.document, token: config.token, handshake: config.handshake !== false }, {
       onUpdate: (update) => this.received(update),
       onAck: (ok, code) => this.acked(ok, code),
+      onClose: () => { this.closedAt ??= now() },
     })
     await this.client.ready
     this.readyAt = now()
@@ -152,6 +153,7 @@ class Typist {
   tick () {
     const t = now()
     for (const editor of this.editors) {
+      if (editor.closedAt) continue // the server closed it (S3: a slow consumer)
       while (editor.nextAt <= t) {
         editor.type(this.text[editor.charAt++ % this.text.length])
         editor.nextAt += this.period
@@ -213,6 +215,42 @@ async function settle (groups, seconds) {
   return checkWitnesses(groups)
 }
 
+/** Why a search step is past the limit, or null. */
+function overload (report) {
+  if (!report.valid) return report.invalid
+  if (report.closed_by_server) return `the server closed ${report.closed_by_server} connections`
+  if (report.drops > 0) return `${report.drops} updates not delivered within the grace`
+  if (report.latency_ms.p99 > P99_LIMIT_MS) return `p99 ${report.latency_ms.p99.toFixed(1)} ms > ${P99_LIMIT_MS} ms`
+  return null
+}
+
+/**
+ * S3's convergence check when the server may have closed some editors (slow consumers):
+ * every witness still connected holds every update of every editor still connected, and
+ * they all hold the same text. Without closures this is the usual exact check.
+ */
+function survivorFailures (editors) {
+  const open = editors.filter((e) => !e.closedAt)
+  if (open.length === editors.length) return checkWitnesses([editors])
+  const witnesses = open.filter((e) => e.witness)
+  const failures = []
+  for (const witness of witnesses) {
+    const held = Y.decodeStateVector(Y.encodeStateVector(witness.doc))
+    const short = open.filter((e) => (held.get(e.id) ?? 0) < e.clock()).length
+    if (short) failures.push(`${witness.document}: witness lacks updates of ${short} connected editors`)
+  }
+  const texts = new Set(witnesses.map((w) => w.text.toString()))
+  if (texts.size > 1) failures.push(`${texts.size} different texts among the connected witnesses`)
+  if (!witnesses.length) failures.push('the server closed every witness')
+  return failures
+}
+
+async function settleSurvivors (editors, seconds) {
+  const deadline = now() + seconds * 1000
+  while (now() < deadline && survivorFailures(editors).length) await sleep(100)
+  return survivorFailures(editors)
+}
+
 function docName (n) { return `${config.prefix}-${n}` }
 
 const SCENARIOS = {
@@ -270,10 +308,18 @@ const SCENARIOS = {
       await sleep(p.warmup * 1000)
       const report = await measure(p.seconds, [editors], { editors: size })
       report.server_cpu_us_per_recipient = report.server_cpu_us_per_delivery
+      report.closed_by_server = editors.filter((e) => e.closedAt).length
       steps.push(report)
+      // The room is past what the server (or the generator) can carry: later sizes would
+      // only be worse, so the search ends here, as S2's does; the step says why.
+      const overloaded = overload(report)
+      if (overloaded) {
+        report.overloaded = overloaded
+        break
+      }
     }
     typist.stop()
-    return { steps, witnessFailures: await settle([editors], 10) }
+    return { steps, witnessFailures: await settleSurvivors(editors, 10) }
   },
 
   // S4 trace replay: {rates: [...], seconds, all} - a fresh document per rate.

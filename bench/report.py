@@ -1,7 +1,15 @@
-"""Turn the runs of bench/run.py into results.md (median [min-max] over valid runs) and PNGs."""
+"""Turn the runs of bench/run.py into results.md (median [min-max] over valid runs) and PNGs.
+
+bench/run.py calls `write_report` after its runs. To report several invocations together
+(each scenario at its own scale and repetitions), merge their raw.jsonl files:
+
+    bench/.venv/bin/python bench/report.py OUT_DIR RUN_DIR/raw.jsonl [RUN_DIR/raw.jsonl ...]
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
 import platform
 import statistics
 import subprocess
@@ -380,3 +388,30 @@ def charts(out: Path, records: list[Record]) -> None:
          "S5 cold join: time-to-synced p99 (ms)", "s5_join.png")
     bars("s5", s5_value(1, lambda s: s["kib_per_connection"]),
          "S5 RSS per idle connection (KiB)", "s5_memory.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="One report over the runs of several invocations")
+    parser.add_argument("out", type=Path, help="directory for results.md, raw.jsonl, the charts")
+    parser.add_argument("raw", type=Path, nargs="+", help="raw.jsonl files of bench/run.py")
+    args = parser.parse_args()
+    records = [json.loads(line) for path in args.raw for line in path.read_text().splitlines()
+               if line.strip()]
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "raw.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    runs: dict[tuple[str, str, str], int] = defaultdict(int)
+    for record in records:
+        runs[record["scenario"], record["server"], record["mode"]] += 1
+    reps: dict[str, int] = defaultdict(int)
+    for (scenario, _, _), count in runs.items():
+        reps[scenario] = max(reps[scenario], count)
+    write_report(args.out, records, {
+        "profile": "merged", "stamp": ", ".join(p.parent.name for p in args.raw),
+        "reps": ", ".join(f"{k}: up to {v}" for k, v in sorted(reps.items())),
+        "scale": "per invocation",
+        "seconds": round(sum(r.get("wall_seconds", 0) for r in records)),
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -47,7 +47,7 @@ class SocketServer(socketio.AsyncServer):
 
     def event_packets(self, namespace: str, event: str, data: Any) -> list[eio_packet.Packet]:
         """An event without an ack, encoded once as the Engine.IO packets to send (a binary
-        payload adds one packet per attachment), for `send_packets` to any number of sockets."""
+        payload adds one packet per attachment), for `queue_packets` on any number of sockets."""
         return self._packets(packet.EVENT, namespace, None, [event, data])
 
     def _packets(self, kind: int, namespace: str, id: Any, data: Any) -> list[eio_packet.Packet]:
@@ -55,13 +55,10 @@ class SocketServer(socketio.AsyncServer):
         frames = encoded if isinstance(encoded, list) else [encoded]
         return [FramePacket(eio_packet.MESSAGE, frame) for frame in frames]
 
-    async def send_packets(self, eio_sid: str, packets: list[eio_packet.Packet]) -> None:
-        """Queue encoded packets on one socket (local delivery; no task per packet)."""
-        self.queue_packets(eio_sid, packets)
-
     def queue_packets(self, eio_sid: str, packets: list[eio_packet.Packet]) -> bool:
-        """Queue encoded packets on one open socket; False when it is gone or closing.
-        Ping timeouts are the client monitor's business (`EngineServer`)."""
+        """Queue encoded packets on one open socket (local delivery, no task per packet);
+        False when it is gone or closing. Ping timeouts are the client monitor's business
+        (`EngineServer`)."""
         sock = self.eio.sockets.get(eio_sid)
         if sock is None or sock.closed or sock.closing:
             return False

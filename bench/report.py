@@ -343,8 +343,13 @@ def charts(out: Path, records: list[Record]) -> None:
             ok = valid_or_ok(runs)
             if not ok:
                 continue
-            steps = ok[0]["steps"]  # the first repetition's curve
-            ax.plot([s[x] for s in steps], [y(s) for s in steps], marker="o",
+            # The first repetition's curve, without steps that measured nothing (an S3
+            # room past its limit before it could be measured).
+            points = [(s[x], y(s)) for s in ok[0]["steps"]]
+            points = [(px, py) for px, py in points if py is not None]
+            if not points:
+                continue
+            ax.plot([px for px, _ in points], [py for _, py in points], marker="o",
                     label=f"{server} ({mode})")
             drawn = True
         if not drawn:

@@ -46,17 +46,22 @@ async def logged_rows(harness: Harness, document_id: str) -> int:
         return int(await db.scalar(query) or 0)
 
 
-async def test_a_polling_client_upgrades_to_the_websocket_and_edits(harness: Harness) -> None:
-    document_id = new_document("upgrade")
-    await grant(harness, document_id, "editor", "write")
+async def connect_editor(harness: Harness, *transports: str) -> socketio.AsyncClient:
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(
         str(harness.client.make_url("/")),
         namespaces=[NAMESPACE],
         auth={"token": harness.tokens["editor"]},
-        transports=["polling", "websocket"],
+        transports=list(transports),
         wait_timeout=10,
     )
+    return client
+
+
+async def test_a_polling_client_upgrades_to_the_websocket_and_edits(harness: Harness) -> None:
+    document_id = new_document("upgrade")
+    await grant(harness, document_id, "editor", "write")
+    client = await connect_editor(harness, "polling", "websocket")
     try:
         await eventually(lambda: client.eio.current_transport == "websocket")
         server_socket = harness.app[keys.SIO].eio.sockets[client.eio.sid]
@@ -81,38 +86,22 @@ async def test_a_sockets_updates_apply_in_order_and_each_ack_follows_its_commit(
     pending for a missing predecessor) and every ack finds its update in the log."""
     document_id = new_document("inline")
     await grant(harness, document_id, "editor", "write")
-    client = socketio.AsyncClient(reconnection=False)
-    await client.connect(
-        str(harness.client.make_url("/")),
-        namespaces=[NAMESPACE],
-        auth={"token": harness.tokens["editor"]},
-        transports=["websocket"],
-        wait_timeout=10,
-    )
+    client = await connect_editor(harness, "websocket")
     try:
         await client.call("join", {"document": document_id}, namespace=NAMESPACE)
         updates, text = typed(50)
         loop = asyncio.get_running_loop()
         acks: list[asyncio.Future[Any]] = [loop.create_future() for _ in updates]
-        logged_at_ack: list[int] = []
-
-        def on_ack(index: int) -> Any:
-            def settle(reply: Any) -> None:
-                acks[index].set_result(reply)
-
-            return settle
-
-        for index, update in enumerate(updates):
+        for ack, update in zip(acks, updates, strict=True):
             await client.emit(
                 "update",
                 {"document": document_id, "update": update},
                 namespace=NAMESPACE,
-                callback=on_ack(index),
+                callback=ack.set_result,
             )
         replies = await asyncio.wait_for(asyncio.gather(*acks), 20)
         assert replies == [{"ok": True}] * len(updates)
-        logged_at_ack.append(await logged_rows(harness, document_id))
-        assert logged_at_ack == [len(updates)]
+        assert await logged_rows(harness, document_id) == len(updates)
         room = harness.app[keys.ROOMS].get(document_id)
         assert room is not None
         assert room.pending_count == 0

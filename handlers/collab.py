@@ -15,7 +15,6 @@ from typing import Any
 
 import socketio
 from aiohttp import web
-from engineio import packet as eio_packet
 
 from handlers.auth_context import bearer_token
 from handlers.collab_seat import (
@@ -27,6 +26,7 @@ from handlers.collab_seat import (
     resolve_token,
 )
 from handlers.socket_server import SocketServer
+from handlers.socket_transport import FramePacket
 from realtime_cms import keys
 from realtime_cms.collab.access import Level, can_write, content_item_id
 from realtime_cms.collab.manager import RoomManager
@@ -52,9 +52,9 @@ class EventEncoder:
 
     def __init__(self, sio: SocketServer) -> None:
         self.sio = sio
-        self._last: tuple[str, str, bytes, list[eio_packet.Packet]] | None = None
+        self._last: tuple[str, str, bytes, list[FramePacket]] | None = None
 
-    def packets(self, event: str, document_id: str, update: bytes) -> list[eio_packet.Packet]:
+    def packets(self, event: str, document_id: str, update: bytes) -> list[FramePacket]:
         last = self._last
         if last is not None and last[2] is update and last[0] == event and last[1] == document_id:
             return last[3]
@@ -97,7 +97,7 @@ class SocketPeer:
         payload = {"document": document_id, "role": level}
         await self._send(self.encoder.sio.event_packets(NAMESPACE, "permission", payload))
 
-    async def _send(self, packets: list[eio_packet.Packet]) -> None:
+    async def _send(self, packets: list[FramePacket]) -> None:
         self.encoder.sio.queue_packets(self.eio_sid, packets)
 
 

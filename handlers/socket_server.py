@@ -45,23 +45,32 @@ class SocketServer(socketio.AsyncServer):
     def _engineio_server_class(self) -> type[EngineServer]:
         return EngineServer
 
-    def event_packets(self, namespace: str, event: str, data: Any) -> list[eio_packet.Packet]:
+    def event_packets(self, namespace: str, event: str, data: Any) -> list[FramePacket]:
         """An event without an ack, encoded once as the Engine.IO packets to send (a binary
         payload adds one packet per attachment), for `queue_packets` on any number of sockets."""
         return self._packets(packet.EVENT, namespace, None, [event, data])
 
-    def _packets(self, kind: int, namespace: str, id: Any, data: Any) -> list[eio_packet.Packet]:
+    def _packets(self, kind: int, namespace: str, id: Any, data: Any) -> list[FramePacket]:
         encoded = self.packet_class(kind, namespace=namespace, id=id, data=data).encode()
         frames = encoded if isinstance(encoded, list) else [encoded]
         return [FramePacket(eio_packet.MESSAGE, frame) for frame in frames]
 
-    def queue_packets(self, eio_sid: str, packets: list[eio_packet.Packet]) -> bool:
-        """Queue encoded packets on one open socket (local delivery, no task per packet);
+    def queue_packets(self, eio_sid: str, packets: list[FramePacket]) -> bool:
+        """Send encoded packets to one open socket (local delivery, no task per packet):
+        written at once when its writer is idle and nothing is queued, queued otherwise;
         False when it is gone or closing. Ping timeouts are the client monitor's business
         (`EngineServer`)."""
         sock = self.eio.sockets.get(eio_sid)
         if sock is None or sock.closed or sock.closing:
             return False
+        line = self.eio.lines.get(eio_sid)
+        if line is not None and sock.queue.empty() and line.ready():
+            # One write per socket, however many packets (a binary event and its attachment).
+            if len(packets) == 1:
+                line.write(packets[0].wire())
+            else:
+                line.write(b"".join(eio_pkt.wire() for eio_pkt in packets))
+            return True
         for eio_pkt in packets:
             sock.queue.put_nowait(eio_pkt)
         return True

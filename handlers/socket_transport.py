@@ -8,7 +8,8 @@ Python 3.11) and re-encodes every queued packet for every socket. Here, on the s
 - the reader awaits the next frame with aiohttp's own receive timeout and hands each packet
   to the socket in line, in the order it came;
 - the writer waits on the socket's queue and writes each frame straight to aiohttp;
-- a packet encodes once however many sockets it is queued on (`FramePacket`);
+- a packet encodes once however many sockets it goes to (`FramePacket`), and is written
+  straight to each socket whose writer is idle (`EngineServer.lines`, see `ws_frames`);
 - the client monitor checks every socket once per pass, instead of sleeping between sockets
   (with 10,000 connections that was a timer every 2 ms).
 
@@ -29,6 +30,8 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 from engineio.async_socket import AsyncSocket
 
+from handlers import ws_frames
+
 log = logging.getLogger(__name__)
 
 # How many sockets the client monitor checks before letting other work run.
@@ -36,10 +39,11 @@ MONITOR_SLICE = 500
 
 
 class FramePacket(eio_packet.Packet):
-    """An Engine.IO packet that remembers its encoding: one broadcast is queued on many
-    sockets and each socket's writer asks for the frame."""
+    """An Engine.IO packet that remembers its encoding: one broadcast goes to many sockets,
+    and each asks for the packet (queued) or its WebSocket frame (written directly)."""
 
     _frame: str | bytes | None = None
+    _wire: bytes | None = None
 
     def encode(self, b64: bool = False) -> Any:
         if b64:
@@ -48,10 +52,20 @@ class FramePacket(eio_packet.Packet):
             self._frame = super().encode()
         return self._frame
 
+    def wire(self) -> bytes:
+        """The packet as one WebSocket frame."""
+        if self._wire is None:
+            self._wire = ws_frames.frame(self.encode())
+        return self._wire
+
 
 class EngineServer(engineio.AsyncServer):
     """python-engineio's server with a client monitor that does one pass over all sockets
-    per interval."""
+    per interval, and the direct line of each socket served over a WebSocket."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lines: dict[str, ws_frames.DirectLine] = {}
 
     async def _service_task(self) -> None:  # pragma: no cover - runs for the server's life
         self.service_task_event = self.create_event()
@@ -95,13 +109,15 @@ class WebSocketTransport(engineio_aiohttp.WebSocket):
         self.environ = environ
         socket = getattr(self.handler, "__self__", None)
         if isinstance(socket, AsyncSocket):
-            await serve(socket, self._sock)
+            await serve(socket, self._sock, request.transport)
         else:  # pragma: no cover - Engine.IO hands its socket's bound handler
             await self.handler(self)
         return self._sock
 
 
-async def serve(sock: AsyncSocket, ws: WebSocketResponse) -> None:
+async def serve(
+    sock: AsyncSocket, ws: WebSocketResponse, transport: asyncio.BaseTransport | None = None
+) -> None:
     """Run one Engine.IO socket over an open WebSocket until either side closes it."""
     server = sock.server
     silence = server.ping_interval + server.ping_timeout
@@ -115,12 +131,19 @@ async def serve(sock: AsyncSocket, ws: WebSocketResponse) -> None:
     else:
         sock.connected = True
     sock.upgraded = True
-    writer = asyncio.ensure_future(_write(sock, ws))
+    line = ws_frames.DirectLine(ws, transport)
+    lines: dict[str, ws_frames.DirectLine] | None = getattr(server, "lines", None)
+    if lines is not None:
+        lines[sock.sid] = line
+    writer = asyncio.ensure_future(_write(sock, ws, line))
     try:
         await _read(sock, ws, silence)
     finally:
         # aiohttp cancels the handler when the client goes: the socket must still close
         # (the disconnect handlers run), so that part runs to its end regardless.
+        if lines is not None:
+            lines.pop(sock.sid, None)
+        line.close()
         await asyncio.shield(_finish(sock, writer))
 
 
@@ -168,7 +191,7 @@ async def _read(sock: AsyncSocket, ws: WebSocketResponse, silence: float) -> Non
             log.exception("an Engine.IO packet failed")
 
 
-async def _write(sock: AsyncSocket, ws: WebSocketResponse) -> None:
+async def _write(sock: AsyncSocket, ws: WebSocketResponse, line: ws_frames.DirectLine) -> None:
     queue = sock.queue
     try:
         while True:
@@ -176,14 +199,17 @@ async def _write(sock: AsyncSocket, ws: WebSocketResponse) -> None:
             queue.task_done()
             if pkt is None:
                 return
+            line.busy = True
             frame = pkt.encode()
             if isinstance(frame, bytes):
                 await ws.send_bytes(frame)
             else:
                 await ws.send_str(frame)
+            line.busy = False
     except Exception:
         return
     finally:
+        line.close()
         await ws.close()
 
 

@@ -17,6 +17,7 @@ from typing import cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from handlers import ws_frames
 from handlers.auth_context import bearer_token, client_ip, origin_allowed
 from handlers.collab_seat import (
     MessageRate,
@@ -93,17 +94,18 @@ _PEERS: web.AppKey[set[WebSocketPeer]] = web.AppKey("ywebsocket_peers")
 
 
 class _LastFrame:
-    """The frame of the last update sent: a room hands every peer the same bytes object,
-    so a broadcast encodes once whatever the room's size."""
+    """The message and wire frame of the last update sent: a room hands every peer the
+    same bytes object, so a broadcast encodes once whatever the room's size."""
 
     def __init__(self) -> None:
         self._update: bytes | None = None
-        self._frame = b""
+        self._message = self._wire = b""
 
-    def frame(self, update: bytes) -> bytes:
+    def frames(self, update: bytes) -> tuple[bytes, bytes]:
         if update is not self._update:
-            self._update, self._frame = update, sync_update(update)
-        return self._frame
+            self._message = sync_update(update)
+            self._update, self._wire = update, ws_frames.frame(self._message)
+        return self._message, self._wire
 
 
 _update_frames = _LastFrame()
@@ -113,9 +115,10 @@ _update_frames = _LastFrame()
 class WebSocketPeer:
     """A y-websocket connection seated in one room; its frames wait in a bounded outbox.
 
-    Sends only queue; the connection's writer task does the sending. The first close asked
-    for wins: frames queued before it are still sent (unless the client was too slow to
-    get them), later ones are dropped.
+    Sends never wait: a frame is written at once when nothing is queued before it and the
+    client keeps up (`line`), and queued for the connection's writer task otherwise. The
+    first close asked for wins: frames queued before it are still sent (unless the client
+    was too slow to get them), later ones are dropped.
     """
 
     principal: Principal
@@ -123,6 +126,7 @@ class WebSocketPeer:
     id: str = field(default_factory=lambda: f"ws-{secrets.token_hex(8)}")
     closing: Close | None = None
     relays: RelayFilter = field(default_factory=RelayFilter)
+    line: ws_frames.DirectLine = field(default_factory=ws_frames.DirectLine)
     outbox: asyncio.Queue[bytes | Close] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -130,7 +134,7 @@ class WebSocketPeer:
         self.outbox = asyncio.Queue(self.limit + 1)
 
     async def send_update(self, document_id: str, update: bytes) -> None:
-        self.push(_update_frames.frame(update))
+        self.push(*_update_frames.frames(update))
 
     async def send_awareness(self, document_id: str, awareness_update: bytes) -> None:
         self.push_awareness(awareness_update)
@@ -140,9 +144,13 @@ class WebSocketPeer:
         if level is None:
             self.deny("access_revoked")
 
-    def push(self, frame: bytes) -> None:
-        """Queue a frame; a client already `limit` frames behind is closed with 1013."""
+    def push(self, frame: bytes, wire: bytes | None = None) -> None:
+        """Send or queue a frame (`wire`: it framed already); a client already `limit`
+        frames behind is closed with 1013."""
         if self.closing is not None:
+            return
+        if self.outbox.empty() and self.line.ready():
+            self.line.write(ws_frames.frame(frame) if wire is None else wire)
             return
         if self.outbox.qsize() >= self.limit:
             log.warning("closing slow WebSocket client %s (%d frames queued)", self.id, self.limit)
@@ -166,6 +174,7 @@ class WebSocketPeer:
         if self.closing is not None:
             return
         self.closing = close
+        self.line.close()
         while not flush and not self.outbox.empty():
             self.outbox.get_nowait()
         self.outbox.put_nowait(close)
@@ -180,9 +189,12 @@ def _close_for(exc: CMSError) -> Close:
 
 async def _write(ws: web.WebSocketResponse, peer: WebSocketPeer) -> None:
     """Send the peer's frames in order until its close marker, then close the socket."""
+    line = peer.line
     try:
         while not isinstance(item := await peer.outbox.get(), Close):
+            line.busy = True
             await ws.send_bytes(item)
+            line.busy = False
         await asyncio.wait_for(
             ws.close(code=item.code, message=item.reason.encode()), CLOSE_TIMEOUT_SECONDS
         )
@@ -313,6 +325,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         peer.push(sync_step1(room.state_vector()))
         peer.push_awareness(room.awareness_snapshot())
         await ws.prepare(request)
+        peer.line = ws_frames.DirectLine(ws, request.transport)
         await _Seat(request, ws, peer, token).run(room)
     finally:
         await rooms.leave(document_id, peer)

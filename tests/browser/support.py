@@ -177,6 +177,7 @@ class Person:
     context: BrowserContext
     page: Page
     errors: list[str]
+    sockets: list[str]  # the URL of every WebSocket the page opened
 
     async def close(self) -> None:
         await self.context.close()
@@ -244,10 +245,12 @@ async def open_editor(
 
     page.on("console", on_console)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
     response = await context.request.post(
         f"{server.base}/api/v1/auth/login", data={"login": user, "password": password}
     )
     assert response.ok, await response.text()
     await page.goto(f"{server.base}/#/items/{item_id}")
     await expect(page.locator(".connection")).to_have_attribute("data-state", "connected")
-    return Person(user, context, page, errors)
+    return Person(user, context, page, errors, sockets)

@@ -91,6 +91,9 @@ async def test_two_people_type_at_once_and_converge_seeing_each_other(
 ) -> None:
     item_id = await new_item(admin, "Typing together", "# Together\n\nStart here.\n")
     ada, ed = await both(server, browser, item_id)
+    # The editor speaks to `/collab` over msgpack framing (one frame per event).
+    for person in (ada, ed):
+        assert any("/socket.io-msgpack/" in url for url in person.sockets), person.sockets
     await expect(ada.page.locator(".presence")).to_contain_text("Editor")
     await expect(ed.page.locator(".presence")).to_contain_text("Admin")
 

@@ -2,6 +2,7 @@
 // an awareness carrying this user's name and colour, and the connection/saved state.
 import * as Y from 'yjs'
 import { io } from 'socket.io-client'
+import msgpackParser from 'socket.io-msgpack-parser'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { CollabProvider } from '../../collab-provider.js'
 
@@ -29,7 +30,9 @@ export function openSession ({ itemId, me, onChange }) {
     color: colorFor(user.id),
     colorLight: colorFor(user.id) + '33',
   })
-  const provider = new CollabProvider({ documentId: `content:${itemId}`, doc, Y, io, awareness, awarenessProtocol })
+  // msgpack framing: one frame per event (see collab-provider.js), the server's cheaper path.
+  const socketOptions = { path: '/socket.io-msgpack/', parser: msgpackParser }
+  const provider = new CollabProvider({ documentId: `content:${itemId}`, doc, Y, io, awareness, awarenessProtocol, socketOptions })
   let status = 'connecting'
   let lastError = null
 

@@ -325,7 +325,8 @@ class DocumentRoom:
         shadow = self._shadow_doc()
         self._shadow_changes.clear()
         try:
-            waiting = apply_after_pending(shadow, self._pending, (_CANDIDATE, update))
+            row = (_CANDIDATE, update)
+            waiting = apply_after_pending(shadow, self._pending, row, self._shadow_changes)
             waits = any(row_id == _CANDIDATE for row_id, _ in waiting)
             if cap_pending and waits and len(waiting) > self._limits.max_pending:
                 raise Invalid("Too many updates wait for missing ones", code="too_many_pending")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -86,15 +85,26 @@ class _Append:
     future: asyncio.Future[int]
 
 
-@contextlib.contextmanager
-def pycrdt_errors(where: str) -> Iterator[None]:
-    """Turn pycrdt errors and panics (BaseExceptions: pyo3_runtime.PanicException) into one."""
-    try:
-        yield
-    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
-        raise CorruptUpdateError(where) from exc
+class pycrdt_errors:  # named as the function it replaced: `with pycrdt_errors(where):`
+    """Turn pycrdt errors and panics (BaseExceptions: pyo3_runtime.PanicException) into one.
+
+    A class rather than a `contextlib.contextmanager`: it wraps every apply of the hot
+    path, and a generator-based one costs several times more to enter and leave."""
+
+    __slots__ = ("_where",)
+
+    def __init__(self, where: str) -> None:
+        self._where = where
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object
+    ) -> None:
+        if exc is None or isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt, SystemExit)):
+            return
+        raise CorruptUpdateError(self._where) from exc
 
 
 class _Clocks:
@@ -146,23 +156,43 @@ def apply_rows(doc: Doc, rows: Rows) -> Rows:
         for update_id, update in pending:
             with pycrdt_errors(f"update {update_id}"):
                 doc.apply_update(update)
-        with pycrdt_errors("the document's state"):
-            vector = doc.get_state()
-            clocks = _Clocks(vector)
-            still = [(i, u) for i, u in pending if not _integrated(u, vector, clocks)]
+        still = _still_pending(doc, pending)
         if len(still) in (0, len(pending)):
             return still
         pending = still
     return pending
 
 
-def apply_after_pending(doc: Doc, pending: Rows, row: tuple[int, bytes]) -> Rows:
+def _still_pending(doc: Doc, rows: Rows) -> Rows:
+    """The rows `doc` does not hold entirely (after they were applied to it)."""
+    with pycrdt_errors("the document's state"):
+        vector = doc.get_state()
+        clocks = _Clocks(vector)
+        still = [(i, u) for i, u in rows if not _integrated(u, vector, clocks)]
+    return still
+
+
+def apply_after_pending(
+    doc: Doc, pending: Rows, row: tuple[int, bytes], changes: list[bytes] | None = None
+) -> Rows:
     """Apply `row` to a doc holding `pending`; returns what is pending afterwards.
 
     The pending rows are applied again only when `row` moved the state vector: an update
     that integrates nothing cannot be what they wait for, so a stream of updates with
     missing dependencies costs one apply each, not one per pending row.
+
+    `changes`, if given, is the (empty) list that `doc`'s observer appends each
+    transaction's update to. When nothing is pending and the apply's changes are the row
+    itself, byte for byte, all of it was integrated (a part held pending is not among the
+    changes) and the state vector need not be checked: the usual case of an edit from a
+    client in sync, whose update Yjs and yrs encode alike.
     """
+    if not pending and changes is not None:
+        with pycrdt_errors(f"update {row[0]}"):
+            doc.apply_update(row[1])
+        if len(changes) == 1 and changes[0] == row[1]:
+            return []
+        return _still_pending(doc, [row])
     if not pending:
         return apply_rows(doc, [row])
     with pycrdt_errors("the document's state"):

@@ -64,7 +64,7 @@ class SocketServer(socketio.AsyncServer):
         if sock is None or sock.closed or sock.closing:
             return False
         line = self.eio.lines.get(eio_sid)
-        if line is not None and sock.queue.empty() and line.ready():
+        if line is not None and line.ready():
             # One write per socket, however many packets (a binary event and its attachment).
             if len(packets) == 1:
                 line.write(packets[0].wire())

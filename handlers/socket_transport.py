@@ -116,7 +116,7 @@ class WebSocketTransport(engineio_aiohttp.WebSocket):
 
 
 async def serve(
-    sock: AsyncSocket, ws: WebSocketResponse, transport: asyncio.BaseTransport | None = None
+    sock: AsyncSocket, ws: WebSocketResponse, transport: asyncio.BaseTransport | None
 ) -> None:
     """Run one Engine.IO socket over an open WebSocket until either side closes it."""
     server = sock.server
@@ -131,18 +131,16 @@ async def serve(
     else:
         sock.connected = True
     sock.upgraded = True
-    line = ws_frames.DirectLine(ws, transport)
-    lines: dict[str, ws_frames.DirectLine] | None = getattr(server, "lines", None)
-    if lines is not None:
-        lines[sock.sid] = line
+    line = ws_frames.DirectLine(ws, transport, sock.queue)
+    lines: dict[str, ws_frames.DirectLine] = server.lines
+    lines[sock.sid] = line
     writer = asyncio.ensure_future(_write(sock, ws, line))
     try:
         await _read(sock, ws, silence)
     finally:
         # aiohttp cancels the handler when the client goes: the socket must still close
         # (the disconnect handlers run), so that part runs to its end regardless.
-        if lines is not None:
-            lines.pop(sock.sid, None)
+        lines.pop(sock.sid, None)
         line.close()
         await asyncio.shield(_finish(sock, writer))
 

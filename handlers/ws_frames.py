@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from typing import cast
+from typing import Any, cast
 
 from aiohttp.web import WebSocketResponse
 
@@ -48,31 +48,38 @@ def frame(payload: bytes | str) -> bytes:
 
 
 class DirectLine:
-    """An open WebSocket's transport, for frames written while its writer task is idle.
+    """An open WebSocket's transport and its writer task's queue, for frames written while
+    that writer is idle.
 
-    The writer task marks its sends with `busy`; the owner checks its own queue is empty
-    before asking `ready()`. Nothing is written once aiohttp started closing the socket
-    (its close frame must be the last one).
+    The writer task marks its sends with `busy`. Nothing is written while anything waits
+    in the queue (it goes first), nor once aiohttp started closing the socket (its close
+    frame must be the last one). A line made without a socket is never ready.
     """
 
-    __slots__ = ("busy", "_transport", "_ws")
+    __slots__ = ("busy", "_queue", "_transport", "_ws")
 
     def __init__(
-        self, ws: WebSocketResponse | None = None, transport: asyncio.BaseTransport | None = None
+        self,
+        ws: WebSocketResponse | None = None,
+        transport: asyncio.BaseTransport | None = None,
+        queue: asyncio.Queue[Any] | None = None,
     ) -> None:
         self._ws = ws
         # uvloop's transports write but do not subclass asyncio.WriteTransport.
         self._transport = cast(asyncio.WriteTransport | None, transport)
+        self._queue = queue
         self.busy = False
 
     def ready(self) -> bool:
-        """Whether a frame written now goes out in order: nothing queued before it (the
-        caller checks its own queue), the writer idle, the socket open and keeping up."""
-        transport, ws = self._transport, self._ws
+        """Whether a frame written now goes out in order: nothing queued before it, the
+        writer idle, the socket open and keeping up."""
+        transport, ws, queue = self._transport, self._ws, self._queue
         return not (
             transport is None
             or ws is None
+            or queue is None
             or self.busy
+            or not queue.empty()
             or ws.closed
             or transport.is_closing()
             or transport.get_write_buffer_size() > BUFFERED_LIMIT
@@ -85,4 +92,4 @@ class DirectLine:
 
     def close(self) -> None:
         """No more direct writes: the connection is closing."""
-        self._transport = self._ws = None
+        self._transport = self._ws = self._queue = None

@@ -149,7 +149,7 @@ class WebSocketPeer:
         frames behind is closed with 1013."""
         if self.closing is not None:
             return
-        if self.outbox.empty() and self.line.ready():
+        if self.line.ready():
             self.line.write(ws_frames.frame(frame) if wire is None else wire)
             return
         if self.outbox.qsize() >= self.limit:
@@ -325,7 +325,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         peer.push(sync_step1(room.state_vector()))
         peer.push_awareness(room.awareness_snapshot())
         await ws.prepare(request)
-        peer.line = ws_frames.DirectLine(ws, request.transport)
+        peer.line = ws_frames.DirectLine(ws, request.transport, peer.outbox)
         await _Seat(request, ws, peer, token).run(room)
     finally:
         await rooms.leave(document_id, peer)

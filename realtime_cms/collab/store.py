@@ -187,14 +187,12 @@ def apply_after_pending(
     changes) and the state vector need not be checked: the usual case of an edit from a
     client in sync, whose update Yjs and yrs encode alike.
     """
-    if not pending and changes is not None:
+    if not pending:
+        if changes is None:
+            return apply_rows(doc, [row])
         with pycrdt_errors(f"update {row[0]}"):
             doc.apply_update(row[1])
-        if len(changes) == 1 and changes[0] == row[1]:
-            return []
-        return _still_pending(doc, [row])
-    if not pending:
-        return apply_rows(doc, [row])
+        return [] if changes == [row[1]] else _still_pending(doc, [row])
     with pycrdt_errors("the document's state"):
         before = doc.get_state()
     still = apply_rows(doc, [row])

@@ -22,7 +22,7 @@ def _payload(size: int) -> bytes:
 async def _direct_frames(request: web.Request) -> WebSocketResponse:
     ws = WebSocketResponse(max_msg_size=0)
     await ws.prepare(request)
-    line = DirectLine(ws, request.transport)
+    line = DirectLine(ws, request.transport, asyncio.Queue())
     for size in SIZES:
         assert line.ready()
         line.write(frame(_payload(size)))
@@ -67,10 +67,13 @@ class FakeSocket:
     closed = False
 
 
-def _line() -> tuple[DirectLine, FakeTransport, FakeSocket]:
+def _line(
+    queue: asyncio.Queue[bytes] | None = None,
+) -> tuple[DirectLine, FakeTransport, FakeSocket]:
     transport, ws = FakeTransport(), FakeSocket()
-    line = DirectLine(cast(WebSocketResponse, ws), cast(asyncio.BaseTransport, transport))
-    return line, transport, ws
+    writer_queue: asyncio.Queue[bytes] = asyncio.Queue() if queue is None else queue
+    socket, stream = cast(WebSocketResponse, ws), cast(asyncio.BaseTransport, transport)
+    return DirectLine(socket, stream, writer_queue), transport, ws
 
 
 def test_an_idle_open_line_is_ready_and_writes_the_bytes_as_given() -> None:
@@ -84,6 +87,15 @@ def test_a_line_is_not_ready_while_its_writer_sends() -> None:
     line, _, _ = _line()
     line.busy = True
     assert not line.ready()
+
+
+def test_a_line_is_not_ready_while_its_writer_has_frames_queued() -> None:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    line, _, _ = _line(queue)
+    queue.put_nowait(b"first")
+    assert not line.ready()
+    queue.get_nowait()
+    assert line.ready()
 
 
 def test_a_line_is_not_ready_once_the_client_falls_behind() -> None:

@@ -267,7 +267,7 @@ class UpdateStore:
         self,
         sessions: SessionFactory,
         *,
-        commit_window: float = 0.002,
+        commit_window: float = 0.008,
         max_batch: int = 512,
         catchup_overlap: int = 4096,
     ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, Protocol
@@ -104,6 +105,31 @@ class Hooks:
     on_awareness: list[Callable[[str, bytes, Peer], Awaitable[None]]] = field(default_factory=list)
     on_disconnect: list[Callable[[str, Peer], Awaitable[None]]] = field(default_factory=list)
     on_unload: list[Callable[[str], Awaitable[None]]] = field(default_factory=list)
+    # Committed changes waiting for `on_change`, and whether a task is handing them over.
+    _committed: deque[tuple[str, Committed]] = field(default_factory=deque, init=False, repr=False)
+    _draining: bool = field(default=False, init=False, repr=False)
+
+    def committed(self, document_id: str, committed: Committed) -> None:
+        """Hand a room's committed changes to the `on_change` hooks, in commit order.
+
+        One task hands over what every room committed meanwhile (a group commit settles
+        many appends at once), instead of a task per commit.
+        """
+        if not self.on_change:
+            return
+        self._committed.append((document_id, committed))
+        if not self._draining:
+            self._draining = True
+            asyncio.ensure_future(self._drain_committed()).add_done_callback(retrieve)
+
+    async def _drain_committed(self) -> None:
+        try:
+            while self._committed:
+                document_id, committed = self._committed.popleft()
+                for changes, peer in committed:
+                    await run_hooks(self.on_change, document_id, changes, peer)
+        finally:
+            self._draining = False
 
 
 async def run_hooks(
@@ -290,13 +316,7 @@ class DocumentRoom:
     def _committed(self, committed: Committed) -> None:
         """Peers' changes are durable: hand them to the `on_change` hooks (the relay to other
         nodes among them, so that no other node holds a change this one may still lose)."""
-        if self._hooks.on_change:
-            task = asyncio.ensure_future(self._run_change_hooks(committed))
-            task.add_done_callback(retrieve)
-
-    async def _run_change_hooks(self, committed: Committed) -> None:
-        for changes, peer in committed:
-            await run_hooks(self._hooks.on_change, self.document_id, changes, peer)
+        self._hooks.committed(self.document_id, committed)
 
     def _queue_append(self, accepted: _Accepted, peer: Peer) -> None:
         """Queue the append; if it cannot even be queued (the store has stopped), forget

@@ -360,6 +360,28 @@ async def test_change_hooks_run_in_order_and_a_failing_one_is_only_logged(
     assert "hook down" in caplog.text
 
 
+async def test_change_hooks_get_every_room_s_commits_in_commit_order(store: UpdateStore) -> None:
+    seen: list[tuple[str, bytes]] = []
+
+    async def records(document_id: str, update: bytes, peer: Peer | None) -> None:
+        seen.append((document_id, update))
+
+    hooks = Hooks(on_change=[records])
+    rooms = [
+        DocumentRoom(next(_doc_ids), Doc(), store=store, limits=RoomLimits(), hooks=hooks)
+        for _ in range(2)
+    ]
+    first, second = seat(rooms[0]), seat(rooms[1])
+    one, two = first.edit("one"), second.edit("two")
+    # Queued together: one group commit settles both.
+    durable = [await rooms[0].accept_update(first, one), await rooms[1].accept_update(second, two)]
+    await asyncio.gather(*durable)
+    three = first.edit("three")
+    await rooms[0].apply_update(first, three)
+    ids = [room.document_id for room in rooms]
+    assert seen == [(ids[0], one), (ids[1], two), (ids[0], three)]
+
+
 async def test_a_remote_update_is_applied_and_sent_but_not_logged(store: UpdateStore) -> None:
     room = new_room(store)
     reader = seat(room, "read")

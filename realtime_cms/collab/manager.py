@@ -10,7 +10,8 @@ from types import TracebackType
 from typing import Self
 
 from realtime_cms.collab.access import Level
-from realtime_cms.collab.room import DocumentRoom, Hooks, Peer, RoomLimits, run_hooks
+from realtime_cms.collab.hooks import Hooks, run_hooks
+from realtime_cms.collab.room import DocumentRoom, Peer, RoomLimits
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.errors import Unavailable
 

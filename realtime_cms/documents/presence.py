@@ -29,7 +29,8 @@ from redis.asyncio import Redis
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from realtime_cms.collab.room import Hooks, Peer
+from realtime_cms.collab.hooks import Hooks
+from realtime_cms.collab.room import Peer
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.documents.schemas import PresentUserOut
 from realtime_cms.models.analytics import PresenceEvent

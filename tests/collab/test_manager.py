@@ -11,7 +11,8 @@ import pytest
 from pycrdt import Doc, Text
 from sqlalchemy.exc import DBAPIError
 
-from realtime_cms.collab.manager import Hooks, RoomLimits, RoomManager
+from realtime_cms.collab.hooks import Hooks
+from realtime_cms.collab.manager import RoomLimits, RoomManager
 from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.db import SessionFactory, create_engine, session_factory

@@ -11,9 +11,10 @@ import pytest
 from pycrdt import Doc, Text
 
 from realtime_cms.collab.access import Level
+from realtime_cms.collab.hooks import Hooks
 from realtime_cms.collab.protocol import AwarenessEntry, decode_awareness_update
 from realtime_cms.collab.protocol import encode_awareness_update as encode
-from realtime_cms.collab.room import DocumentRoom, Hooks, Peer, RoomLimits
+from realtime_cms.collab.room import DocumentRoom, Peer, RoomLimits
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.db import create_engine, session_factory
 from realtime_cms.errors import CMSError, Forbidden, Invalid, PayloadTooLarge, Unavailable

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck install clean static widget bench bench-smoke
+.PHONY: run test lint typecheck install clean static widget bench bench-smoke bench-soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,3 +73,9 @@ bench: $(STAMP) $(BENCH_STAMP) bench/node_modules/.installed-full
 
 bench-smoke: $(STAMP) $(BENCH_STAMP) bench/node_modules/.installed-smoke
 	$(BENCH_VENV)/bin/python bench/run.py --profile smoke $(BENCH_ARGS)
+
+# Memory soak (bench/soak/run.py, docs/benchmarks.md): editors type, join and leave for
+# MINUTES; prints the server's RSS slope against a floor. BENCH_ARGS passes more options.
+MINUTES ?= 10
+bench-soak: $(STAMP)
+	$(BIN)/python bench/soak/run.py --minutes $(MINUTES) $(BENCH_ARGS)

@@ -210,7 +210,43 @@ async def _parse_body(endpoint: Endpoint, request: web.Request) -> Any:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise Invalid(f"Malformed JSON body: {exc}", code="invalid_json") from exc
+    # JSON carries U+0000 only escaped (or in a UTF-16/32 body, whose bytes hold NULs), so
+    # other bodies need no walk.
+    if b"\\u0000" in raw or b"\x00" in raw:
+        _refuse_nul(data)
     return _validate(endpoint.body, data, "body")
+
+
+def _nul_paths(data: Any) -> list[tuple[str, ...]]:
+    """Where `data` (parsed JSON) holds a NUL character, in keys or string values, in order."""
+    found: list[tuple[str, ...]] = []
+    # A stack, not recursion: json.loads accepts nesting as deep as the recursion limit.
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                found.append(path)
+        elif isinstance(value, dict):
+            # A key with a NUL is reported as its own value would be: in place of it.
+            items = [((*path, k), "\x00" if "\x00" in k else v) for k, v in value.items()]
+            stack.extend(reversed(items))
+        elif isinstance(value, list):
+            stack.extend(reversed([((*path, str(i)), item) for i, item in enumerate(value)]))
+    return found
+
+
+def _refuse_nul(data: Any) -> None:
+    """Unprocessable naming every field holding U+0000, whatever the endpoint and backend:
+    text stored with one ends early for C-string tools and clients, and sorts and compares
+    unlike what it shows, so no text received over REST may carry one."""
+    paths = _nul_paths(data)
+    if paths:
+        message = "must not contain NUL characters (U+0000)"
+        errors = [
+            {"loc": ["body", *path], "message": message, "type": "nul_character"} for path in paths
+        ]
+        raise Unprocessable("The body did not validate", errors=errors)
 
 
 def _validate(model: type[BaseModel], data: Any, where: str) -> BaseModel:

@@ -171,18 +171,21 @@ async def change_password(call: Call) -> None:
     status=202,
 )
 async def request_reset(call: Call) -> AcceptedOut:
-    """Mail a reset link; the answer is the same whether or not the email belongs to an account."""
+    """Mail a reset link; the answer is the same whether or not the email belongs to an account.
+
+    It comes at once: the account is looked up, and the link mailed, after it."""
     body: ResetRequestIn = call.body
     app = call.app
-    await recovery.request_reset(
-        call.db,
+    mail_link = await recovery.request_reset(
         app[keys.RATE_LIMITER],
         app[keys.MAILER],
+        app[keys.SESSIONS],
         app[keys.SETTINGS],
         call.principal,
         email=body.email,
         base_url=_origin(call),
     )
+    call.after_commit.append(mail_link)
     return AcceptedOut(message=recovery.RESET_ACCEPTED)
 
 
@@ -207,8 +210,9 @@ async def confirm_reset(call: Call) -> None:
     "/api/v1/auth/verify-email", "Send an email verification link", response=AcceptedOut, status=202
 )
 async def request_verification(call: Call) -> AcceptedOut:
+    """Mail the signed-in user a verification link; the answer does not wait for the mail."""
     app = call.app
-    await recovery.request_verification(
+    mail_link = await recovery.request_verification(
         call.db,
         app[keys.RATE_LIMITER],
         app[keys.MAILER],
@@ -216,7 +220,8 @@ async def request_verification(call: Call) -> AcceptedOut:
         call.principal,
         base_url=_origin(call),
     )
-    return AcceptedOut(message="A verification link has been sent to your email address")
+    call.after_commit.append(mail_link)
+    return AcceptedOut(message="A verification link is being sent to your email address")
 
 
 @routes.post(

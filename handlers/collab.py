@@ -8,6 +8,7 @@ update; the session behind the connection is re-validated at least every few sec
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import bearer_token
 from handlers.collab_seat import (
     REVALIDATE_SECONDS,
@@ -28,11 +30,20 @@ from handlers.collab_seat import (
 from handlers.socket_server import SocketServer
 from handlers.socket_transport import FramePacket
 from realtime_cms import keys
+from realtime_cms.background import PeriodicTask
 from realtime_cms.collab.access import Level, can_write, content_item_id
 from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.db import transaction
-from realtime_cms.errors import CMSError, Forbidden, Invalid, NotFound, RateLimited, Unauthorized
+from realtime_cms.errors import (
+    CMSError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+)
 from realtime_cms.principal import Principal
 from realtime_cms.versions import reads as version_reads
 from realtime_cms.versions import service as versions
@@ -80,6 +91,9 @@ class SocketPeer:
     rate: MessageRate
     rooms: dict[str, DocumentRoom] = field(default_factory=dict)
     checked_at: float = field(default_factory=time.monotonic)
+    # While the re-check cannot reach the database: the task retrying it in the background
+    # (events meanwhile are answered "store_unavailable" at once, not after a wait each).
+    probe: asyncio.Task[None] | None = None
 
     @property
     def id(self) -> str:
@@ -96,6 +110,10 @@ class SocketPeer:
             self.rooms.pop(document_id, None)
         payload = {"document": document_id, "role": level}
         await self._send(self.encoder.sio.event_packets(NAMESPACE, "permission", payload))
+
+    async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
+        payload = {"document": document_id, "state_vector": state_vector}
+        await self._send(self.encoder.sio.event_packets(NAMESPACE, "sync", payload))
 
     async def _send(self, packets: list[FramePacket]) -> None:
         self.encoder.sio.queue_packets(self.eio_sid, packets)
@@ -138,6 +156,13 @@ def _ack_once_durable(durable: asyncio.Future[None]) -> asyncio.Future[Any]:
 
 def _server_failure() -> dict[str, Any]:
     return failure(CMSError("The server failed; the error was logged"))
+
+
+def _check_unavailable() -> Unavailable:
+    return Unavailable(
+        "Your session could not be checked; keep the change and send it again",
+        code="store_unavailable",
+    )
 
 
 def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
@@ -191,6 +216,8 @@ class CollabNamespace(socketio.AsyncNamespace):
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
         peer = self.peers.pop(sid, None)
         if peer is not None:
+            if peer.probe is not None:
+                peer.probe.cancel()
             for document_id in list(peer.rooms):
                 await self.rooms.leave(document_id, peer)
 
@@ -200,8 +227,9 @@ class CollabNamespace(socketio.AsyncNamespace):
             return await super().trigger_event(event, *args)
         sid = args[0]
         handler = getattr(self, f"event_{event}", None)
+        deadline = asyncio.get_running_loop().time() + self._settings.collab_ack_deadline_seconds
         try:
-            peer = await self._checked_peer(sid)
+            peer = await self._checked_peer(sid, deadline)
             if handler is None:
                 raise NotFound(f"Unknown event {event!r}", code="unknown_event")
             return await handler(peer, args[1] if len(args) > 1 else None)
@@ -212,13 +240,15 @@ class CollabNamespace(socketio.AsyncNamespace):
             return _server_failure()
 
     async def inline_event(self, sid: str, event: str, data: Any) -> asyncio.Future[Any]:
-        """`update` or `awareness`, handled at once; the future is the ack's payload."""
+        """`update` or `awareness`, handled at once; the future is the ack's payload. The
+        ack deadline counts from here, the session re-check included."""
+        deadline = asyncio.get_running_loop().time() + self._settings.collab_ack_deadline_seconds
         try:
-            peer = await self._checked_peer(sid)
+            peer = await self._checked_peer(sid, deadline)
             room = self._room(peer, data)
             change = _field(data, "update", bytes)
             if event == "update":
-                return _ack_once_durable(await room.accept_update(peer, change))
+                return _ack_once_durable(await room.accept_update(peer, change, deadline=deadline))
             await room.apply_awareness(peer, change)
             return _answered(ok())
         except CMSError as exc:
@@ -268,6 +298,22 @@ class CollabNamespace(socketio.AsyncNamespace):
             summary = await version_reads.version_summary(db, version)
         return ok(data=summary.model_dump(mode="json"))
 
+    async def event_sync(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
+        """What the client lacks given its state vector, and the room's state vector (so it
+        sends what the room lacks): a resync without leaving the document. Answered once
+        what the room holds is in the log (`store_unavailable` if not within the ack
+        deadline), so a client that finds nothing to send knows its changes are saved."""
+        room = self._room(peer, data)
+        vector = data.get("state_vector", b"")
+        if not isinstance(vector, bytes):
+            raise Invalid("`state_vector` must be bytes", code="invalid_payload")
+        deadline = asyncio.get_running_loop().time() + self._settings.collab_ack_deadline_seconds
+        await room.saved_by(deadline)
+        return ok(
+            update=room.sync_step1_reply(vector or EMPTY_STATE_VECTOR),
+            state_vector=room.state_vector(),
+        )
+
     async def event_leave(self, peer: SocketPeer, data: Any) -> dict[str, Any]:
         document_id = _field(data, "document", str)
         if peer.rooms.pop(document_id, None) is not None:
@@ -286,16 +332,89 @@ class CollabNamespace(socketio.AsyncNamespace):
             raise Forbidden("Join the document first", code="not_joined")
         return room
 
-    async def _checked_peer(self, sid: str) -> SocketPeer:
+    async def _checked_peer(self, sid: str, deadline: float) -> SocketPeer:
         peer = self.peers.get(sid)
         if peer is None:
             raise Unauthorized("Not connected", code="unauthorized")
-        now = time.monotonic()
         if not peer.rate.allow():
             raise RateLimited("Too many messages; slow down", code="rate_limited")
-        if now - peer.checked_at >= REVALIDATE_SECONDS:
-            await self._revalidate(peer)
+        if time.monotonic() - peer.checked_at >= REVALIDATE_SECONDS:
+            if peer.probe is not None:
+                raise _check_unavailable()
+            try:
+                await self._revalidate_patiently(peer, deadline)
+            except Unavailable:
+                peer.probe = asyncio.create_task(self._probe(peer))
+                raise
         return peer
+
+    async def _probe(self, peer: SocketPeer) -> None:
+        """Retry a failed re-check in the background, with backoff, until it works (or
+        the session turns out ended: the connection is closed) or the peer is gone."""
+        delay = 0.2
+        try:
+            while self.peers.get(peer.sid) is peer:
+                await asyncio.sleep(delay)
+                try:
+                    async with asyncio.timeout(REVALIDATE_SECONDS):
+                        await self._revalidate(peer)
+                    return
+                except Unauthorized:
+                    return
+                except Exception as exc:  # noqa: BLE001 - the database is still unreachable
+                    log.debug("re-checking %s failed again: %r", peer.sid, exc)
+                    delay = min(2 * delay, 2.0)
+        finally:
+            peer.probe = None
+
+    async def _revalidate_patiently(self, peer: SocketPeer, deadline: float) -> None:
+        """`_revalidate`, retried while the database fails, until `deadline`: a transient
+        failure is not a refusal of the message (Unavailable "store_unavailable" once the
+        deadline passes: the client keeps its edit and sends it again)."""
+        loop = asyncio.get_running_loop()
+        delay = 0.05
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._revalidate(peer)
+                return
+            except CMSError:
+                raise
+            except Exception as exc:
+                if loop.time() + delay < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 1.0)
+                    continue
+                log.warning("re-checking %s's session failed until the deadline: %r", peer.sid, exc)
+                raise _check_unavailable() from exc
+
+    async def sweep(self) -> None:
+        """Re-check every connection not checked for REVALIDATE_SECONDS, idle ones too: a
+        connection that only listens must lose a revoked user's live updates as well."""
+        now = time.monotonic()
+        for peer in list(self.peers.values()):
+            if now - peer.checked_at >= REVALIDATE_SECONDS:
+                await self._recheck_quietly(peer)
+
+    async def recheck_connections(self, user_id: int | None, session_id: str | None) -> None:
+        """Re-check now the connections an access change concerns (`AccessWatch`)."""
+        for peer in list(self.peers.values()):
+            principal = peer.principal
+            if matches(
+                user_id, session_id, of_user=principal.user_id, of_session=principal.session_id
+            ):
+                await self._recheck_quietly(peer)
+
+    async def _recheck_quietly(self, peer: SocketPeer) -> None:
+        """A re-check outside any event: an ended session disconnects; a failed check (the
+        database is down) is logged and the connection is served until one works."""
+        try:
+            async with asyncio.timeout(REVALIDATE_SECONDS):
+                await self._revalidate(peer)
+        except Unauthorized:
+            pass  # disconnected
+        except Exception as exc:
+            log.warning("re-checking %s failed; checking again later: %r", peer.sid, exc)
 
     async def _revalidate(self, peer: SocketPeer) -> None:
         """Re-check the session and every seat's level (roles may have changed meanwhile)."""
@@ -318,5 +437,30 @@ class CollabNamespace(socketio.AsyncNamespace):
         return await level_for(self.app, principal, document_id)
 
 
+class _Sweep(PeriodicTask):
+    """Re-checks a namespace's idle connections, every half interval."""
+
+    name = "collab-sweep"
+
+    def __init__(self, namespace: CollabNamespace) -> None:
+        super().__init__(interval_seconds=REVALIDATE_SECONDS / 2)
+        self.namespace = namespace
+
+    async def run_once(self) -> None:
+        await self.namespace.sweep()
+
+
 def setup(app: web.Application, sio: SocketServer) -> None:
-    sio.register_namespace(CollabNamespace(app, sio))
+    namespace = CollabNamespace(app, sio)
+    sio.register_namespace(namespace)
+    app[ACCESS_WATCH].register(namespace.recheck_connections)
+    sweeps = contextlib.AsyncExitStack()
+
+    async def start(app: web.Application) -> None:
+        await sweeps.enter_async_context(_Sweep(namespace))
+
+    async def stop(app: web.Application) -> None:
+        await sweeps.aclose()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)

@@ -20,12 +20,13 @@ from aiohttp import web
 from realtime_cms import keys
 from realtime_cms.accounts.sessions import resolve_principal
 from realtime_cms.collab.access import Level, document_level
+from realtime_cms.collab.peer import Peer
 from realtime_cms.collab.protocol import (
     decode_awareness_update,
     encode_awareness_update,
     read_var_uint,
 )
-from realtime_cms.collab.room import DocumentRoom, Peer
+from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.db import transaction
 from realtime_cms.errors import Forbidden, Unauthorized
 from realtime_cms.principal import Principal
@@ -213,6 +214,15 @@ class Rechecks:
         self._principals: dict[_Key, tuple[float, Principal | None]] = {}
         self._levels: dict[tuple[_Key, str], tuple[float, int, Level | None]] = {}
         self._asking: dict[_Key, asyncio.Future[Principal | None]] = {}
+        # Bumped by `forget`: a lookup that started before it is not cached.
+        self._generation = 0
+
+    def forget(self) -> None:
+        """Drop every cached answer: some user's access changed (`AccessChanged`)."""
+        self._principals.clear()
+        self._levels.clear()
+        self._asking.clear()
+        self._generation += 1
 
     async def principal(
         self, token: str, ip: str | None, user_agent: str | None
@@ -226,7 +236,8 @@ class Rechecks:
         if asking is None:
             asking = asyncio.ensure_future(resolve_token(self._app, token, ip, user_agent))
             self._asking[key] = asking
-            asking.add_done_callback(lambda done: self._resolved(key, done, now))
+            generation = self._generation
+            asking.add_done_callback(lambda done: self._resolved(key, done, now, generation))
         return await asyncio.shield(asking)
 
     async def level(
@@ -240,17 +251,23 @@ class Rechecks:
         """The principal's level on the document, looked up at most once per interval."""
         key = ((token, ip, user_agent), document_id)
         epoch, now = self._app[keys.ROOMS].level_epoch, time.monotonic()
+        generation = self._generation
         found = self._levels.get(key)
         if found is not None and found[1] == epoch and now - found[0] < REVALIDATE_SECONDS:
             return found[2]
         level = await level_for(self._app, principal, document_id)
-        if self._app[keys.ROOMS].level_epoch == epoch:
+        if self._app[keys.ROOMS].level_epoch == epoch and self._generation == generation:
             self._prune(self._levels, now)
             self._levels[key] = (now, epoch, level)
         return level
 
-    def _resolved(self, key: _Key, done: asyncio.Future[Principal | None], asked: float) -> None:
-        del self._asking[key]
+    def _resolved(
+        self, key: _Key, done: asyncio.Future[Principal | None], asked: float, generation: int
+    ) -> None:
+        if self._asking.get(key) is done:
+            del self._asking[key]
+        if generation != self._generation:
+            return
         if not done.cancelled() and done.exception() is None:
             self._prune(self._principals, asked)
             self._principals[key] = (asked, done.result())
@@ -276,6 +293,11 @@ async def recheck_level(
 ) -> Level | None:
     """`level_for` for a seat's re-check, through the process's shared `Rechecks`."""
     return await app[_RECHECKS].level(token, principal.ip, None, principal, document_id)
+
+
+def forget_checks(app: web.Application) -> None:
+    """Make the process's re-checks ask the database afresh (`Rechecks.forget`)."""
+    app[_RECHECKS].forget()
 
 
 def next_recheck_in() -> float:

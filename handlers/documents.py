@@ -100,14 +100,14 @@ async def post_document_update(call: Call) -> UpdateAccepted:
 
 @routes.get(GRANTS, "List a document's grants", response=PermissionOut)
 async def list_document_permissions(call: Call) -> Page[PermissionOut]:
-    """Needs admin on the document, or `users.manage`."""
+    """Needs admin on the document."""
     grants = await service.list_permissions(call.db, call.principal, call.path_str("document_id"))
     return Page(items=grants, total=len(grants), limit=len(grants), offset=0)
 
 
 @routes.put(GRANT, "Grant a user a level on a document", body=LevelIn, response=PermissionOut)
 async def put_document_permission(call: Call) -> PermissionOut:
-    """Needs admin on the document, or `users.manage`. Live seats change at once."""
+    """Needs admin on the document. Live seats change at once."""
     body: LevelIn = call.body
     granted = await service.grant(
         call.db,
@@ -123,7 +123,7 @@ async def put_document_permission(call: Call) -> PermissionOut:
 
 @routes.delete(GRANT, "Remove a user's grant on a document")
 async def delete_document_permission(call: Call) -> None:
-    """Needs admin on the document, or `users.manage`. Live seats change at once."""
+    """Needs admin on the document. Live seats change at once."""
     await service.revoke(
         call.db,
         call.principal,

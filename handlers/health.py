@@ -1,4 +1,5 @@
-"""`GET /healthz`: is this node able to serve (database and Redis reachable)?"""
+"""`GET /healthz`: is this node able to serve (database and Redis reachable)? With the
+process's counters (there is no `/metrics` yet)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 
 from aiohttp import web
 
+from handlers.socket_junk import junk_packets
 from realtime_cms import __version__, keys
 from realtime_cms.db import ping
 
@@ -24,7 +26,8 @@ async def _check(name: str, probe: asyncio.Future[object] | object) -> tuple[str
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 with per-dependency status when everything answers, 503 otherwise."""
+    """200 with per-dependency status when everything answers, 503 otherwise; `counters`
+    are this process's (`socket_junk_packets`: malformed Socket.IO packets refused)."""
     app = request.app
     checks = [_check("database", ping(app[keys.ENGINE]))]
     redis = app[keys.REDIS]
@@ -34,7 +37,12 @@ async def healthz(request: web.Request) -> web.Response:
     if redis is None:
         results["redis"] = "not configured"
     healthy = all(value != "down" for value in results.values())
-    body = {"status": "ok" if healthy else "degraded", "version": __version__, "checks": results}
+    body = {
+        "status": "ok" if healthy else "degraded",
+        "version": __version__,
+        "checks": results,
+        "counters": {"socket_junk_packets": junk_packets()},
+    }
     return web.json_response(body, status=200 if healthy else 503)
 
 

@@ -22,6 +22,7 @@ import socketio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers.access_watch import ACCESS_WATCH
 from handlers.auth_context import bearer_token
 from handlers.collab import failure, ok
 from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, resolve_token
@@ -269,5 +270,6 @@ class Sweep(PeriodicTask):
 def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
     namespace = NotificationsNamespace(app)
     sio.register_namespace(namespace)
+    app[ACCESS_WATCH].register(lambda user_id, session_id: namespace.sweep())
     app.on_startup.append(namespace.start)
     app.on_shutdown.append(namespace.stop)

@@ -10,6 +10,7 @@ node_modules stay private.
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
 from aiohttp import web
@@ -22,24 +23,32 @@ DIST = STATIC / "dist"
 WIDGET_DIST = STATIC / "widget" / "dist"
 DEMO_PAGE = STATIC / "notifications-demo.html"
 _ASSET = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*\.(?:js|css)$")
-# The app loads only its own bundle; content is rendered through DOMPurify, and this policy
-# is the second line: no inline or foreign script, no plugins, no framing, no <base> tricks.
-# Styles may be inline (CodeMirror injects its theme); images may come from any https host.
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: https:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
+# The app loads only its own bundle; content is rendered through an allowlisting sanitizer
+# (static/src/editor/preview.js), and this policy is the second line: no inline or foreign
+# script, no inline style attributes, no <style> element without the page's nonce (CodeMirror
+# adds its theme as one, given the nonce; CSSOM writes such as `el.style.color = ...` are not
+# inline styles and stay allowed), images from this origin or inline data only, no plugins,
+# no frames, no framing, no <base> tricks.
+_POLICY = (
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'{nonce}",
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "frame-src 'none'",
+    "base-uri 'none'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
 )
-# Revalidate on every load (cheap with ETag / Last-Modified): a rebuilt bundle shows at once.
-_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": CONTENT_SECURITY_POLICY}
+# Built files (scripts, stylesheets) need no nonce: nothing renders them as a page.
+ASSET_POLICY = "; ".join(_POLICY).format(nonce="")
+_ASSET_HEADERS = {"Cache-Control": "no-cache", "Content-Security-Policy": ASSET_POLICY}
+
+
+def page_policy(nonce: str) -> str:
+    """The Content-Security-Policy of a page whose own <style> elements carry `nonce`."""
+    return "; ".join(_POLICY).format(nonce=f" 'nonce-{nonce}'")
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -68,20 +77,27 @@ async def widget_asset(request: web.Request) -> web.StreamResponse:
 
 async def _page(request: web.Request, page: Path) -> web.StreamResponse:
     signed_in = (await principal_for(request)).is_authenticated
-    text = _with_sign_in_state(page, signed_in)
-    return web.Response(text=text, content_type="text/html", headers=_HEADERS)
+    # A fresh nonce per response: stored content rendered later cannot know it.
+    nonce = secrets.token_urlsafe(18)
+    text = _filled(page, signed_in, nonce)
+    headers = {"Cache-Control": "no-cache", "Content-Security-Policy": page_policy(nonce)}
+    return web.Response(text=text, content_type="text/html", headers=headers)
 
 
-def _with_sign_in_state(page: Path, signed_in: bool) -> str:
-    """The page (small, read per request so an edit shows at once) with `{signed_in}` filled."""
-    return page.read_text(encoding="utf-8").replace("{signed_in}", "true" if signed_in else "false")
+def _filled(page: Path, signed_in: bool, nonce: str) -> str:
+    """The page (small, read per request so an edit shows at once) with `{signed_in}` and
+    `{style_nonce}` filled."""
+    text = page.read_text(encoding="utf-8")
+    return text.replace("{signed_in}", "true" if signed_in else "false").replace(
+        "{style_nonce}", nonce
+    )
 
 
 def _built_file(directory: Path, name: str) -> web.StreamResponse:
     path = directory / name
     if not _ASSET.match(name) or not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers=_HEADERS)
+    return web.FileResponse(path, headers=_ASSET_HEADERS)
 
 
 def setup(app: web.Application) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
-
 from handlers.api import Call, Routes
 from realtime_cms.listing import Field, Listing, Page
 from realtime_cms.models.auth import Permission, Role
@@ -38,7 +36,7 @@ async def _role_out(call: Call, role: Role) -> RoleOut:
 )
 async def list_roles(call: Call) -> Page[RoleOut]:
     assert call.query is not None
-    page = await call.query.fetch(call.db, sa.select(Role))
+    page = await service.list_roles(call.db, call.principal, call.query)
     return Page(
         [await _role_out(call, role) for role in page.items], page.total, page.limit, page.offset
     )
@@ -68,7 +66,8 @@ async def create_role(call: Call) -> RoleOut:
     "/api/v1/roles/{role_id:\\d+}", "Read a role", permission="roles.manage", response=RoleOut
 )
 async def get_role(call: Call) -> RoleOut:
-    return await _role_out(call, await service.get_role(call.db, call.path_int("role_id")))
+    role = await service.read_role(call.db, call.principal, call.path_int("role_id"))
+    return await _role_out(call, role)
 
 
 @routes.patch(
@@ -105,4 +104,4 @@ async def delete_role(call: Call) -> None:
 )
 async def list_permissions(call: Call) -> Page[Permission]:
     assert call.query is not None
-    return await call.query.fetch(call.db, sa.select(Permission))
+    return await service.list_permissions(call.db, call.principal, call.query)

@@ -20,6 +20,7 @@ from handlers import (
     taxonomy,
     users,
     versions,
+    ws_tickets,
 )
 from handlers.api import Api
 
@@ -36,6 +37,7 @@ ROUTE_TABLES = (
     versions,
     delivery,
     documents,
+    ws_tickets,
     notifications,
 )
 

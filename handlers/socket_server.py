@@ -1,6 +1,7 @@
-"""The Socket.IO server: python-socketio's, refusing client events with reserved names, on
-the lean WebSocket transport (`socket_transport`), able to send one encoded event to many
-sockets, and handling a namespace's hot events in line (`InlineEvents`)."""
+"""The Socket.IO server: python-socketio's, refusing client events with reserved names and
+malformed packets (`socket_junk`), on the lean WebSocket transport (`socket_transport`), able
+to send one encoded event to many sockets, and handling a namespace's hot events in line
+(`InlineEvents`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ from handlers.socket_transport import EngineServer, FramePacket, WebSocketTransp
 
 log = logging.getLogger(__name__)
 
+# The most binary attachments a client's packet may announce (python-socketio sets no bound
+# and keeps every frame that follows until they have all come; a `/collab` event has one).
+MAX_ATTACHMENTS = 10
+_BINARY = frozenset({packet.BINARY_EVENT, packet.BINARY_ACK})
+_EVENTS = frozenset({packet.EVENT, packet.BINARY_EVENT})
+# Every packet type but CONNECT_ERROR, which only servers send.
+_CLIENT_PACKETS = frozenset({packet.CONNECT, packet.DISCONNECT, packet.ACK, *_EVENTS, *_BINARY})
+
 
 class InlineEvents(Protocol):
     """A namespace whose `inline_events` run in line on the socket's reader, in arrival
@@ -29,13 +38,21 @@ class InlineEvents(Protocol):
 
 
 class SocketServer(socketio.AsyncServer):
-    """An `AsyncServer` that refuses client events named like its own lifecycle events.
+    """An `AsyncServer` that refuses malformed packets and client events named like its own
+    lifecycle events.
 
     python-socketio hands a client's event called `connect` or `disconnect` to the same
     handlers as the real ones, so a client could make a namespace forget its seats while
     the socket stays open. Such events never reach a namespace here: they are answered with
     an error ack (`unknown_event`) when the client asked for one.
+
+    A packet that does not decode, or whose type, namespace, id, payload or attachments
+    are not what a Socket.IO client sends, would fail in python-socketio's dispatch (an
+    ERROR with a traceback each): it is dropped and reported to the Engine.IO server
+    (`EngineServer.refuse`), which closes a connection that keeps sending them.
     """
+
+    eio: EngineServer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,15 +92,60 @@ class SocketServer(socketio.AsyncServer):
             sock.queue.put_nowait(eio_pkt)
         return True
 
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """Dispatch one Engine.IO message as python-socketio does, malformed ones refused."""
+        pending = self._binary_packet.pop(eio_sid, None)
+        found = self._decode(data) if pending is None else _attach(pending, data)
+        if isinstance(found, str):
+            await self.eio.refuse(eio_sid, found)
+            return
+        kind, namespace = found.packet_type, found.namespace
+        if kind in _BINARY and len(found.attachments) < found.attachment_count:
+            if self.manager.sid_from_eio_sid(eio_sid, namespace or "/") is None:
+                await self.eio.refuse(eio_sid, "a binary packet for a namespace not connected")
+            else:
+                self._binary_packet[eio_sid] = found
+            return
+        problem = _payload_problem(kind, found.data)
+        if problem is not None:
+            await self.eio.refuse(eio_sid, problem)
+        elif kind == packet.CONNECT:
+            await self._handle_connect(eio_sid, namespace, found.data)
+        elif kind == packet.DISCONNECT:
+            await self._handle_disconnect(eio_sid, namespace, self.reason.CLIENT_DISCONNECT)
+        elif kind in _EVENTS:
+            await self._handle_event(eio_sid, namespace, found.id, found.data)
+        else:
+            await self._handle_ack(eio_sid, namespace, found.id, found.data)
+
+    def _decode(self, data: Any) -> Any:
+        """The packet in an Engine.IO message, or why it is not one a client sends."""
+        binary_events = self.packet_class.uses_binary_events
+        if not isinstance(data, str if binary_events else bytes):
+            return "a binary frame with no attachment due" if binary_events else "a text frame"
+        try:
+            pkt = self.packet_class(encoded_packet=data)
+        except Exception:  # noqa: BLE001 - whatever the parser trips on, it is not Socket.IO
+            return "a packet that does not decode"
+        kind = pkt.packet_type
+        if type(kind) is not int or kind not in _CLIENT_PACKETS:
+            return "a packet type clients do not send"
+        if pkt.namespace is not None and not isinstance(pkt.namespace, str):
+            return "a namespace that is not a string"
+        if pkt.id is not None and type(pkt.id) is not int:
+            return "an id that is not an integer"
+        if kind in _BINARY and not (binary_events and 0 < pkt.attachment_count <= MAX_ATTACHMENTS):
+            return "a binary packet with no or too many attachments"
+        return pkt
+
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         namespace = namespace or "/"
         handler = self.namespace_handlers.get(namespace)
         inline: frozenset[str] = getattr(handler, "inline_events", frozenset())
-        if isinstance(data, list) and data and isinstance(data[0], str) and data[0] in inline:
+        if data[0] in inline:
             await self._handle_inline(cast(InlineEvents, handler), eio_sid, namespace, id, data)
             return
-        if isinstance(data, list) and data and data[0] in self.reserved_events:
-            log.warning("refused a client event named %r on %s", data[0], namespace)
+        if data[0] in self.reserved_events:
             if id is not None:
                 error = {"code": "unknown_event", "message": f"{data[0]!r} is reserved"}
                 reply = self.packet_class(
@@ -93,6 +155,8 @@ class SocketServer(socketio.AsyncServer):
                     data=[{"ok": False, "error": error}],
                 )
                 await self._send_packet(eio_sid, reply)
+            # Socket.IO clients refuse to emit these names: whoever sends one is probing.
+            await self.eio.refuse(eio_sid, "an event named like a lifecycle event")
             return
         await super()._handle_event(eio_sid, namespace, id, data)
 
@@ -114,3 +178,27 @@ class SocketServer(socketio.AsyncServer):
             log.error("an inline event failed", exc_info=error)
             return
         self.queue_packets(eio_sid, self._packets(packet.ACK, namespace, id, [reply.result()]))
+
+
+def _attach(pending: Any, data: Any) -> Any:
+    """The binary packet with one more attachment, or why `data` cannot be one."""
+    if not isinstance(data, bytes):
+        return "a text frame where a binary attachment was due"
+    try:
+        pending.add_attachment(data)
+    except Exception:  # noqa: BLE001 - a placeholder that points at no attachment
+        return "attachments that do not match their placeholders"
+    return pending
+
+
+def _payload_problem(kind: int, data: Any) -> str | None:
+    """Why a complete packet's payload is not what a client sends, or None."""
+    if kind in _EVENTS:
+        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+            return "an event that is not a list starting with its name"
+    elif kind == packet.CONNECT:
+        if data is not None and not isinstance(data, dict):
+            return "connect auth that is not an object"
+    elif kind != packet.DISCONNECT and not isinstance(data, list):
+        return "an ack that is not a list"
+    return None

@@ -11,7 +11,9 @@ Python 3.11) and re-encodes every queued packet for every socket. Here, on the s
 - a packet encodes once however many sockets it goes to (`FramePacket`), and is written
   straight to each socket whose writer is idle (`EngineServer.lines`, see `ws_frames`);
 - the client monitor checks every socket once per pass, instead of sleeping between sockets
-  (with 10,000 connections that was a timer every 2 ms).
+  (with 10,000 connections that was a timer every 2 ms);
+- packets a client never sends (OPEN, PING, NOOP, UPGRADE after the upgrade, unknown types)
+  are refused as malformed (`socket_junk`) instead of failing in the socket's handler.
 
 Ping timeouts, the polling-to-WebSocket upgrade and close reasons behave as in Engine.IO.
 """
@@ -31,11 +33,14 @@ from engineio.async_drivers import aiohttp as engineio_aiohttp
 from engineio.async_socket import AsyncSocket
 
 from handlers import ws_frames
+from handlers.socket_junk import JunkLedger
 
 log = logging.getLogger(__name__)
 
 # How many sockets the client monitor checks before letting other work run.
 MONITOR_SLICE = 500
+# What a client sends over an open WebSocket: the probe and UPGRADE come before (`_upgrade`).
+_CLIENT_PACKETS = frozenset({eio_packet.CLOSE, eio_packet.PONG, eio_packet.MESSAGE})
 
 
 class FramePacket(eio_packet.Packet):
@@ -61,11 +66,23 @@ class FramePacket(eio_packet.Packet):
 
 class EngineServer(engineio.AsyncServer):
     """python-engineio's server with a client monitor that does one pass over all sockets
-    per interval, and the direct line of each socket served over a WebSocket."""
+    per interval, the direct line of each socket served over a WebSocket, and the tally of
+    malformed packets (`refuse`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lines: dict[str, ws_frames.DirectLine] = {}
+        self.junk = JunkLedger()
+
+    async def refuse(self, sid: str, what: str) -> None:
+        """Drop a malformed packet from socket `sid`; close the socket once they persist."""
+        if not self.junk.note(sid, what):
+            return
+        sock = self.sockets.get(sid)
+        if sock is not None and not sock.closing:
+            log.info("%s: closing an Engine.IO socket that keeps sending malformed packets", sid)
+            # Not aborted: the client gets a CLOSE packet, so it does not reconnect at once.
+            await sock.close(wait=False, reason=self.reason.TRANSPORT_ERROR)
 
     async def _service_task(self) -> None:  # pragma: no cover - runs for the server's life
         self.service_task_event = self.create_event()
@@ -91,6 +108,7 @@ class EngineServer(engineio.AsyncServer):
                 await sock.check_ping_timeout()
             if index % MONITOR_SLICE == MONITOR_SLICE - 1:
                 await asyncio.sleep(0)
+        self.junk.prune(self.sockets)
 
 
 class WebSocketTransport(engineio_aiohttp.WebSocket):
@@ -168,20 +186,23 @@ async def _next_frame(ws: WebSocketResponse, silence: float, limit: int) -> str 
 
 
 async def _read(sock: AsyncSocket, ws: WebSocketResponse, silence: float) -> None:
-    limit = sock.server.max_http_buffer_size
-    while True:
+    server: EngineServer = sock.server
+    limit = server.max_http_buffer_size
+    while not sock.closed:
         data = await _next_frame(ws, silence, limit)
         if data is None:
             return
         try:
             pkt = eio_packet.Packet(encoded_packet=data)
         except Exception:
-            log.info("closing an Engine.IO socket: a frame is not an Engine.IO packet")
+            # Not Engine.IO at all: closed at once, as Engine.IO's own servers do.
+            server.junk.note(sock.sid, "a frame that is not an Engine.IO packet")
             return
+        if pkt.packet_type not in _CLIENT_PACKETS:
+            await server.refuse(sock.sid, "an Engine.IO packet type clients do not send")
+            continue
         try:
             await sock.receive(pkt)
-        except eio_exceptions.UnknownPacketError:
-            pass
         except eio_exceptions.SocketIsClosedError:
             return
         except Exception:

@@ -20,6 +20,7 @@ revoked is disconnected from its namespace, which the provider does not retry.
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -29,6 +30,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import bearer_token, client_ip
 from handlers.collab_seat import (
     MessageRate,
@@ -60,6 +62,8 @@ class YjsPeer:
     principal: Principal
     sio: socketio.AsyncServer
     relays: RelayFilter = field(default_factory=RelayFilter)
+    # Takes the provider's ack of a `sync-step-1`: the update the room lacks.
+    on_sync_reply: Callable[..., Awaitable[None]] | None = None
 
     @property
     def id(self) -> str:
@@ -76,6 +80,9 @@ class YjsPeer:
         # y-socket.io has no message for a changed level; the room enforces it.
         if level is None:
             await self.disconnect()
+
+    async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
+        await self.emit("sync-step-1", state_vector, callback=self.on_sync_reply)
 
     async def emit(
         self, event: str, payload: bytes, callback: Callable[..., Awaitable[None]] | None = None
@@ -106,7 +113,11 @@ class _Seat:
     peer: YjsPeer
     room: DocumentRoom
     rate: MessageRate
+    token: str = ""
+    ip: str | None = None
+    agent: str | None = None
     task: asyncio.Task[None] | None = None
+    eio_sid: str | None = None
 
 
 def _refusal(exc: CMSError) -> socketio.exceptions.ConnectionRefusedError:
@@ -130,6 +141,8 @@ class YjsNamespaces(socketio.AsyncNamespace):
         super().__init__("*")
         self.app = app
         self.seats: dict[str, _Seat] = {}
+        # Namespaces being admitted, per Engine.IO connection (they count against its cap).
+        self._opening: collections.Counter[str | None] = collections.Counter()
         self.handlers: dict[str, Handler] = {
             "sync-step-1": self._sync_step1,
             "sync-update": self._sync_update,
@@ -165,8 +178,9 @@ class YjsNamespaces(socketio.AsyncNamespace):
         except Exception as exc:
             log.exception("connecting to %s failed", namespace)
             raise _refusal(CMSError("The server failed; the error was logged")) from exc
+        seat.token, seat.ip, seat.agent = token, ip, agent
         self.seats[sid] = seat
-        seat.task = asyncio.create_task(self._run(seat, token, ip, agent))
+        seat.task = asyncio.create_task(self._run(seat))
 
     async def _seat(
         self, namespace: str, sid: str, token: str, ip: str | None, agent: str | None
@@ -175,35 +189,66 @@ class YjsNamespaces(socketio.AsyncNamespace):
         if not namespace.startswith(PREFIX):
             raise NotFound("No such namespace", code="unknown_namespace")
         document_id = namespace.removeprefix(PREFIX)
-        principal, level = await admit(self.app, document_id, token, ip=ip, user_agent=agent)
-        peer = YjsPeer(sid, namespace, principal, self.server)
-        room = await self.app[keys.ROOMS].join(document_id, peer, level)
-        await self.app[keys.PRESENCE].joined(document_id, peer)
-        return _Seat(
-            peer, room, MessageRate(self.app[keys.SETTINGS].collab_max_messages_per_second)
-        )
+        settings = self.app[keys.SETTINGS]
+        # One Engine.IO connection carries many namespaces: the same per-connection cap
+        # as `/collab` (the per-user one is the room manager's, across transports).
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, namespace)
+        held = sum(seat.eio_sid == eio_sid for seat in self.seats.values())
+        if held + self._opening[eio_sid] >= settings.collab_max_documents:
+            raise Invalid("Too many open documents on this connection", code="too_many_documents")
+        self._opening[eio_sid] += 1
+        try:
+            principal, level = await admit(self.app, document_id, token, ip=ip, user_agent=agent)
+            peer = YjsPeer(sid, namespace, principal, self.server)
+            room = await self.app[keys.ROOMS].join(document_id, peer, level)
+            await self.app[keys.PRESENCE].joined(document_id, peer)
+        finally:
+            self._opening[eio_sid] -= 1
+            if not self._opening[eio_sid]:
+                del self._opening[eio_sid]
+        seat = _Seat(peer, room, MessageRate(settings.collab_max_messages_per_second))
+        seat.eio_sid = eio_sid
+        return seat
 
-    async def _run(self, seat: _Seat, token: str, ip: str | None, agent: str | None) -> None:
+    async def _run(self, seat: _Seat) -> None:
         """Start the sync as y-socket.io's server does once connected; then keep re-checking.
 
         This task starts once the connect handler has returned, so it emits after CONNECT.
         """
         peer, room = seat.peer, seat.room
         try:
-            reply = functools.partial(self._sync_step2, seat)
-            await peer.emit("sync-step-1", room.state_vector(), callback=reply)
+            peer.on_sync_reply = functools.partial(self._sync_step2, seat)
+            await peer.send_sync_request(room.document_id, room.state_vector())
             await peer.send_awareness(room.document_id, room.awareness_snapshot())
             while True:
                 await asyncio.sleep(next_recheck_in())
                 # A client gone while its connect was handled never gets a disconnect event.
                 if not self.server.manager.is_connected(peer.sid, peer.namespace):
                     break
-                if await recheck_seat(self.app, room, peer, token=token, ip=ip, user_agent=agent):
+                if await self._recheck(seat):
                     break
         except Exception:
             log.exception("seat %s on %s failed", peer.sid, room.document_id)
         await peer.disconnect()
         await self._disconnect(peer.sid)
+
+    async def _recheck(self, seat: _Seat) -> bool:
+        """Re-check the seat's session and level now; whether it has ended."""
+        end = await recheck_seat(
+            self.app, seat.room, seat.peer, token=seat.token, ip=seat.ip, user_agent=seat.agent
+        )
+        return end is not None
+
+    async def recheck_connections(self, user_id: int | None, session_id: str | None) -> None:
+        """Re-check now the seats an access change concerns (`AccessWatch`)."""
+        for seat in list(self.seats.values()):
+            principal = seat.peer.principal
+            concerned = matches(
+                user_id, session_id, of_user=principal.user_id, of_session=principal.session_id
+            )
+            if concerned and await self._recheck(seat):
+                await seat.peer.disconnect()
+                await self._disconnect(seat.peer.sid)
 
     async def _disconnect(self, sid: str) -> None:
         seat = self.seats.pop(sid, None)
@@ -259,4 +304,6 @@ class YjsNamespaces(socketio.AsyncNamespace):
 
 def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
     """Serve every `/yjs|<document_id>` namespace (the server must accept namespaces="*")."""
-    sio.register_namespace(YjsNamespaces(app))
+    namespaces = YjsNamespaces(app)
+    sio.register_namespace(namespaces)
+    app[ACCESS_WATCH].register(namespaces.recheck_connections)

@@ -10,6 +10,7 @@ room never waits on this socket; a client that falls too far behind is closed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -17,8 +18,9 @@ from typing import cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from handlers import ws_frames
-from handlers.auth_context import bearer_token, client_ip, origin_allowed
+from handlers import ws_frames, ws_tickets
+from handlers.access_watch import ACCESS_WATCH, matches
+from handlers.auth_context import client_ip, origin_allowed
 from handlers.collab_seat import (
     MessageRate,
     RelayFilter,
@@ -73,6 +75,9 @@ _CLOSE_CODES: dict[str, int] = {
     "update_too_large": WSCloseCode.MESSAGE_TOO_BIG,
     "awareness_too_large": WSCloseCode.MESSAGE_TOO_BIG,
     "store_failed": WSCloseCode.TRY_AGAIN_LATER,
+    "store_unavailable": WSCloseCode.TRY_AGAIN_LATER,
+    "missing_dependencies": WSCloseCode.TRY_AGAIN_LATER,
+    "too_many_pending": WSCloseCode.TRY_AGAIN_LATER,
     "room_closed": WSCloseCode.TRY_AGAIN_LATER,
 }
 
@@ -91,6 +96,7 @@ _DENIALS: dict[SeatEnd, tuple[Close, str]] = {
     "access_revoked": (Close(ACCESS_REVOKED, "access_revoked"), "Access was revoked"),
 }
 _PEERS: web.AppKey[set[WebSocketPeer]] = web.AppKey("ywebsocket_peers")
+_SEATS: web.AppKey[dict[WebSocketPeer, tuple[_Seat, DocumentRoom]]] = web.AppKey("ywebsocket_seats")
 
 
 class _LastFrame:
@@ -143,6 +149,10 @@ class WebSocketPeer:
         # y-protocols has no message for a changed level; the room enforces it.
         if level is None:
             self.deny("access_revoked")
+
+    async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
+        # The provider answers a sync step 1 with a sync step 2: what the room lacks.
+        self.push(sync_step1(state_vector))
 
     def push(self, frame: bytes, wire: bytes | None = None) -> None:
         """Send or queue a frame (`wire`: it framed already); a client already `limit`
@@ -222,6 +232,7 @@ class _Seat:
         writer = asyncio.create_task(_write(self.ws, self.peer))
         watcher = asyncio.create_task(self._watch(room))
         self.app[_PEERS].add(self.peer)
+        self.app[_SEATS][self.peer] = (self, room)
         try:
             async for message in self.ws:
                 if message.type is WSMsgType.BINARY:
@@ -230,6 +241,7 @@ class _Seat:
                     self.peer.close(Close(WSCloseCode.UNSUPPORTED_DATA, "binary_frames_only"))
         finally:
             self.app[_PEERS].discard(self.peer)
+            self.app[_SEATS].pop(self.peer, None)
             watcher.cancel()
             self.peer.close(Close(WSCloseCode.OK, ""))
             try:
@@ -284,14 +296,17 @@ class _Seat:
 
     async def _watch(self, room: DocumentRoom) -> None:
         """Re-check the seat every few seconds; deny and close it once it has ended."""
-        while True:
+        while self.peer.closing is None:
             await asyncio.sleep(next_recheck_in())
-            end = await recheck_seat(
-                self.app, room, self.peer, token=self.token, ip=self.ip, user_agent=self.user_agent
-            )
-            if end is not None:
-                self.peer.deny(end)
-                return
+            await self.recheck(room)
+
+    async def recheck(self, room: DocumentRoom) -> None:
+        """Re-check the session and level now; deny and close the seat if it has ended."""
+        end = await recheck_seat(
+            self.app, room, self.peer, token=self.token, ip=self.ip, user_agent=self.user_agent
+        )
+        if end is not None:
+            self.peer.deny(end)
 
 
 def _check_origin(request: web.Request) -> None:
@@ -307,12 +322,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     max_msg_size = request.app[keys.SETTINGS].collab_max_update_bytes + FRAME_OVERHEAD
     # No permessage-deflate: deflating every small frame costs more CPU than it saves.
     ws = web.WebSocketResponse(
-        max_msg_size=max_msg_size, heartbeat=HEARTBEAT_SECONDS, compress=False
+        max_msg_size=max_msg_size,
+        heartbeat=HEARTBEAT_SECONDS,
+        compress=False,
+        protocols=(ws_tickets.BEARER_PROTOCOL,),
     )
     if not ws.can_prepare(request).ok:
         raise Invalid("Connect with a WebSocket", code="websocket_required")
     document_id = request.match_info["document_id"]
-    token = request.query.get("token") or bearer_token(request)[0] or ""
+    token = await ws_tickets.presented_token(request, document_id)
     agent = request.headers.get("User-Agent")
     principal, level = await admit(
         request.app, document_id, token, ip=client_ip(request), user_agent=agent
@@ -338,8 +356,22 @@ async def _close_all(app: web.Application) -> None:
         peer.close(Close(WSCloseCode.GOING_AWAY, "server_shutdown"))
 
 
+async def _recheck_connections(
+    app: web.Application, user_id: int | None, session_id: str | None
+) -> None:
+    """Re-check now the seats an access change concerns (`AccessWatch`)."""
+    for peer, (seat, room) in list(app[_SEATS].items()):
+        principal = peer.principal
+        if matches(user_id, session_id, of_user=principal.user_id, of_session=principal.session_id):
+            await seat.recheck(room)
+
+
 def setup(app: web.Application) -> None:
-    """Route `/ws/{document_id}`; open sockets are closed (1001) when the server shuts down."""
+    """Route `/ws/{document_id}` (with its ticket store); open sockets are closed (1001) when
+    the server shuts down."""
+    ws_tickets.setup(app)
     app[_PEERS] = set()
+    app[_SEATS] = {}
+    app[ACCESS_WATCH].register(functools.partial(_recheck_connections, app))
     app.router.add_get(ROUTE, websocket)
     app.on_shutdown.append(_close_all)

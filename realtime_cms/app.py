@@ -11,7 +11,16 @@ import socketio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from handlers import collab, collab_seat, notifications_socket, routes, ysocketio, ywebsocket
+from handlers import (
+    access_watch,
+    collab,
+    collab_seat,
+    notifications_socket,
+    routes,
+    ysocketio,
+    ywebsocket,
+)
+from handlers.access_watch import ACCESS_WATCH, AccessWatch
 from handlers.auth_context import origin_allowed
 from handlers.middlewares import (
     error_middleware,
@@ -28,6 +37,7 @@ from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import create_engine, session_factory
 from realtime_cms.documents.presence import Presence, registry_for
 from realtime_cms.documents.service import apply_level_change
+from realtime_cms.events import AccessChanged, EventBus, attach
 from realtime_cms.mail import mail_sender_for
 from realtime_cms.notifications.digests import DigestRunner
 from realtime_cms.notifications.hub import NotificationHub
@@ -47,7 +57,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
     )
     app[keys.ENGINE] = engine
-    app[keys.SESSIONS] = session_factory(engine)
+    sessions = session_factory(engine)
+    attach(sessions, app[keys.EVENTS])
+    app[keys.SESSIONS] = sessions
     yield
     await engine.dispose()
 
@@ -70,7 +82,8 @@ async def _notifications(app: web.Application) -> AsyncIterator[None]:
     """Delivery of committed notifications, and the digest runner (every process runs one)."""
     settings = app[keys.SETTINGS]
     sessions = app[keys.SESSIONS]
-    sessions.configure(info={CACHE_SECONDS_KEY: settings.notification_preference_cache_seconds})
+    cache_seconds = settings.notification_preference_cache_seconds
+    sessions.configure(info={**sessions.kw.get("info", {}), CACHE_SECONDS_KEY: cache_seconds})
     dispatcher = Dispatcher(app[keys.NOTIFICATION_HUB], app[keys.MAILER])
     app[keys.NOTIFIER] = dispatcher
     runner = DigestRunner(
@@ -86,6 +99,8 @@ async def _collab(app: web.Application) -> AsyncIterator[None]:
         max_update_bytes=settings.collab_max_update_bytes,
         max_awareness_bytes=settings.collab_max_awareness_bytes,
         max_pending=settings.collab_max_pending,
+        ack_deadline_seconds=settings.collab_ack_deadline_seconds,
+        max_seats_per_user=settings.collab_max_seats_per_user,
         idle_unload_seconds=settings.collab_idle_unload_seconds,
     )
     store = UpdateStore(app[keys.SESSIONS], commit_window=settings.collab_commit_window_ms / 1000)
@@ -96,6 +111,7 @@ async def _collab(app: web.Application) -> AsyncIterator[None]:
             prefix=settings.redis_prefix,
             catchup_seconds=settings.collab_catchup_seconds,
             on_level_change=partial(apply_level_change, rooms, app[keys.SESSIONS]),
+            on_access_change=app[ACCESS_WATCH].changed,
         )
         registry = registry_for(app[keys.REDIS], settings.redis_prefix)
         presence = Presence(app[keys.SESSIONS], registry)
@@ -104,7 +120,20 @@ async def _collab(app: web.Application) -> AsyncIterator[None]:
             app[keys.ROOMS] = rooms
             app[keys.RELAY] = relay
             app[keys.PRESENCE] = presence
-            yield
+            unsubscribe = app[keys.EVENTS].subscribe(
+                AccessChanged, partial(_access_changed, app[ACCESS_WATCH], relay)
+            )
+            try:
+                yield
+            finally:
+                unsubscribe()
+                await app[ACCESS_WATCH].close()
+
+
+def _access_changed(watch: AccessWatch, relay: Relay, event: AccessChanged) -> None:
+    """Connections of a user whose access changed are re-checked here and on every node."""
+    watch.on_event(event)
+    relay.publish_access_change(event.user_id, event.session_id)
 
 
 async def _content(app: web.Application) -> AsyncIterator[None]:
@@ -200,6 +229,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[request_id_middleware, security_headers_middleware, error_middleware],
     )
     app[keys.SETTINGS] = settings
+    app[keys.EVENTS] = EventBus()
     app[keys.PASSWORDS] = Passwords(settings)
     app[keys.MAILER] = mail_sender_for(settings)
     sio = _socket_server(settings)
@@ -207,6 +237,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SIO] = sio
     routes.setup(app)
     collab_seat.setup(app)
+    access_watch.setup(app)
     collab.setup(app, sio)
     msgpack_sio = _msgpack_server(settings)
     msgpack_sio.attach(app, socketio_path=collab.MSGPACK_PATH)

@@ -7,13 +7,19 @@
         await doc.flush()          # every local change acknowledged as durable
 
 Local changes are sent as they happen and acknowledged by the server once committed;
-`flush()` waits for every acknowledgement. Remote changes are applied as they arrive.
+`flush()` waits for every acknowledgement. Remote changes are applied as they arrive. When
+the server answers that a change is not saved yet (`store_unavailable`, `store_failed`,
+`too_many_pending`, `missing_dependencies`, `room_closed`), the document resyncs by itself
+(a `sync` round, sending what the server lacks) with backoff until it is saved, and when the
+server asks for what it lacks (its `sync` event), the document sends it: no change is
+stranded in the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from types import TracebackType
 from typing import Any, Self
 
@@ -24,6 +30,13 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/collab"
 EMPTY_UPDATE = b"\x00\x00"
+# Codes that mean "not saved: keep the change and send it again" (docs/protocol.md).
+RESYNC_CODES = frozenset(
+    {"store_unavailable", "store_failed", "too_many_pending", "missing_dependencies", "room_closed"}
+)
+# Codes after which the document must be joined again before it can sync.
+_REJOIN_CODES = frozenset({"room_closed", "not_joined"})
+_MIN_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
 
 
 class CollabError(Exception):
@@ -54,21 +67,75 @@ class ClientDocument:
         self.doc: pycrdt.Doc = pycrdt.Doc()
         self._remote = False
         self._pending: set[asyncio.Task[None]] = set()
+        self._resync: asyncio.Task[None] | None = None
         self.errors: list[CollabError] = []
+        # How many sync rounds the document ran to get refused changes saved.
+        self.resyncs = 0
         self.doc.observe(self._on_local_change)
 
     def _on_local_change(self, event: pycrdt.TransactionEvent) -> None:
         if self._remote or self.role is None:
             return
-        task = asyncio.get_running_loop().create_task(self._send(event.update))
+        self._track(self._send(event.update))
+
+    def _track(self, work: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(work)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+        return task
 
     async def _send(self, update: bytes) -> None:
         try:
             await self.client.call("update", {"document": self.document_id, "update": update})
         except CollabError as exc:
-            self.errors.append(exc)
+            if exc.code in RESYNC_CODES:
+                self.resync(rejoin=exc.code in _REJOIN_CODES)
+            else:
+                self.errors.append(exc)
+        except (TimeoutError, socketio.exceptions.SocketIOError) as exc:
+            # No answer (or no connection): the change is kept; sync until it is saved
+            # (after a reconnect the join sends it).
+            log.info("update on %s not answered (%r); resyncing", self.document_id, exc)
+            self.resync()
+
+    def send_missing(self, state_vector: bytes) -> None:
+        """Send what a holder of `state_vector` lacks (the server's `sync` request)."""
+        if self.role in (None, "read"):
+            return
+        missing = self.doc.get_update(state_vector)
+        if missing != EMPTY_UPDATE:
+            self._track(self._send(missing))
+
+    def resync(self, *, rejoin: bool = False) -> None:
+        """Sync with the server until what this client holds is saved (one round at a time)."""
+        if self._resync is None or self._resync.done():
+            self._resync = self._track(self._resync_until_saved(rejoin))
+
+    async def _resync_until_saved(self, rejoin: bool) -> None:
+        delay = _MIN_BACKOFF
+        while self.role is not None and self.client.sio.connected:
+            self.resyncs += 1
+            try:
+                await (self.client.join(self.document_id) if rejoin else self._sync_round())
+                return
+            except CollabError as exc:
+                if exc.code not in RESYNC_CODES | _REJOIN_CODES:
+                    self.errors.append(exc)
+                    return
+                rejoin = exc.code in _REJOIN_CODES
+            except (TimeoutError, socketio.exceptions.SocketIOError) as exc:
+                log.info("resync of %s failed (%r); retrying", self.document_id, exc)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(2 * delay, _MAX_BACKOFF)
+
+    async def _sync_round(self) -> None:
+        """Get what this client lacks, then send what the server lacks and wait for its ack."""
+        payload = {"document": self.document_id, "state_vector": self.doc.get_state()}
+        reply = await self.client.call("sync", payload)
+        self.apply_remote(reply["update"])
+        missing = self.doc.get_update(reply["state_vector"])
+        if self.role != "read" and missing != EMPTY_UPDATE:
+            await self.client.call("update", {"document": self.document_id, "update": missing})
 
     def apply_remote(self, update: bytes) -> None:
         self._remote = True
@@ -116,6 +183,7 @@ class CollabClient:
         self.sio.on("update", self._on_update, namespace=NAMESPACE)
         self.sio.on("awareness", self._on_awareness, namespace=NAMESPACE)
         self.sio.on("permission", self._on_permission, namespace=NAMESPACE)
+        self.sio.on("sync", self._on_sync, namespace=NAMESPACE)
 
     async def __aenter__(self) -> Self:
         await self.connect()
@@ -175,6 +243,12 @@ class CollabClient:
         document = self.documents.get(data.get("document", ""))
         if document is not None and isinstance(data.get("update"), bytes):
             document.apply_remote(data["update"])
+
+    async def _on_sync(self, data: dict[str, Any]) -> None:
+        """The server holds an update of ours whose dependencies it lacks: send them."""
+        document = self.documents.get(data.get("document", ""))
+        if document is not None and isinstance(data.get("state_vector"), bytes):
+            document.send_missing(data["state_vector"])
 
     async def _on_awareness(self, data: dict[str, Any]) -> None:
         self.awareness.append((str(data.get("document")), bytes(data.get("update", b""))))

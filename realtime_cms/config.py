@@ -52,8 +52,15 @@ class Settings(BaseSettings):
     # Live documents (see docs/protocol.md for what each bound refuses).
     collab_max_update_bytes: int = Field(default=256 * 1024, ge=1024)
     collab_max_awareness_bytes: int = Field(default=64 * 1024, ge=256)
+    # Updates one connection may have held for missing dependencies (per document).
     collab_max_pending: int = Field(default=100, ge=1)
+    # Documents one connection may have open, and seats one user may hold in a process,
+    # across every transport (a y-websocket or y-socket.io connection is one seat).
     collab_max_documents: int = Field(default=64, ge=1)
+    collab_max_seats_per_user: int = Field(default=128, ge=1)
+    # Every update is answered within this long: acknowledged, or a code that tells the
+    # client to keep it and send it again (`store_unavailable`, `missing_dependencies`).
+    collab_ack_deadline_seconds: float = Field(default=10.0, gt=0)
     collab_max_messages_per_second: int = Field(default=400, ge=1)
     collab_idle_unload_seconds: float = Field(default=30.0, gt=0)
     # Group commit of the update log: a commit costs about as much as several rows, so

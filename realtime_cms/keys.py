@@ -13,6 +13,7 @@ from realtime_cms.config import Settings
 from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import SessionFactory
 from realtime_cms.documents.presence import Presence
+from realtime_cms.events import EventBus
 from realtime_cms.mail import MailSender
 from realtime_cms.notifications.hub import NotificationHub
 from realtime_cms.notifications.service import Dispatcher
@@ -23,6 +24,8 @@ from realtime_cms.versions.autosave import Autosave
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", SessionFactory)
+# Domain events of committed transactions (every session of SESSIONS carries it).
+EVENTS = web.AppKey("events", EventBus)
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")
 SIO = web.AppKey("sio", socketio.AsyncServer)
 # The second Socket.IO server: `/collab` with msgpack framing at /socket.io-msgpack/.

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+# A level on a live document, lowest first (`realtime_cms.collab.access` applies them).
+Level = Literal["read", "write", "admin"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +21,19 @@ class Principal:
     session_id: str | None = None
     # Id of the API token, when authenticated by one.
     token_id: int | None = None
+    # The highest level this credential may use on any live document, whatever grants and
+    # roles give: sessions are not capped ("admin"); an API token is capped by its scopes,
+    # None (no document scope) meaning no document access at all.
+    document_cap: Level | None = "admin"
     ip: str | None = None
     user_agent: str | None = field(default=None, repr=False)
+    # The name other people see (first and last name, else the username): what the server
+    # stamps on this caller's presence.
+    full_name: str = ""
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.username
 
     @property
     def is_authenticated(self) -> bool:

@@ -40,17 +40,28 @@
  * role         the role the server gave on join (or a later 'permission' event)
  * pendingAcks  local changes not yet acknowledged as durable (including those made while
  *              offline; they are sent, as one update, when the document is joined again)
+ * notSaved     true once the server answered that a change is not saved yet (a store
+ *              fault, the ack deadline, or changes it could not integrate), until every
+ *              local change is acknowledged: what an editor shows as "Not saved yet"
  *
  * Local changes (doc updates whose origin is not this provider) are sent as `update` events.
  * On a `read` seat they are still sent and refused by the server (an 'error' with code
  * `read_only`): make the editor read-only when role is 'read'. After a reconnect (which
  * socket.io-client does by itself) the document is joined again, exchanging what each side
- * is missing; so is it after `room_closed`, `not_joined` or `store_failed`.
+ * is missing; so is it after `room_closed` or `not_joined`. After `store_unavailable`,
+ * `store_failed`, `missing_dependencies` or `too_many_pending` the changes are kept and a
+ * `sync` round (what each side lacks) runs again, with backoff, until they are saved. When
+ * the server holds one of our updates whose dependencies it lacks, it sends a `sync` event
+ * with its state vector, and the provider answers with what it is missing.
  */
 
 const EVENTS = ['status', 'synced', 'pending', 'permission', 'error']
 // Codes after which the changes are not lost: joining again sends what the server lacks.
-const REJOIN_CODES = new Set(['timeout', 'disconnected', 'room_closed', 'not_joined', 'store_failed'])
+const REJOIN_CODES = new Set(['timeout', 'disconnected', 'room_closed', 'not_joined'])
+// Codes after which the changes are kept and a `sync` round sends what the server lacks.
+const RESYNC_CODES = new Set(['store_unavailable', 'store_failed', 'missing_dependencies', 'too_many_pending'])
+const MIN_BACKOFF_MS = 200
+const MAX_BACKOFF_MS = 5000
 
 const toBytes = (data) => (data instanceof Uint8Array ? data : new Uint8Array(data))
 // Binary fields go out as ArrayBuffers: both parsers send those as bytes (the msgpack one,
@@ -74,6 +85,9 @@ export class CollabProvider {
     this._held = 0 // local changes not sent (offline) or to be re-sent by the next join
     this._joining = null
     this._retry = null
+    this._resyncing = null // the running sync round, if any
+    this._backoff = MIN_BACKOFF_MS
+    this._notSaved = false
     this._listeners = new Map(EVENTS.map((name) => [name, new Set()]))
     this._ownsSocket = !socket
     this.socket = socket || io(`${url.replace(/\/+$/, '')}/collab`, {
@@ -89,6 +103,8 @@ export class CollabProvider {
         if (this._mine(data) && awareness) awarenessProtocol.applyAwarenessUpdate(awareness, toBytes(data.update), this)
       },
       permission: (data) => { if (this._mine(data)) this._onPermission(data.role) },
+      // The server holds an update of ours whose dependencies it lacks: send them.
+      sync: (data) => { if (this._mine(data) && this._joined) this._sendMissing(toBytes(data.state_vector), 0) },
     }
     for (const [event, handler] of Object.entries(this._handlers)) this.socket.on(event, handler)
     this._onDocUpdate = (update, origin) => { if (origin !== this) this._sendLocal(update) }
@@ -104,6 +120,7 @@ export class CollabProvider {
 
   get synced () { return this._synced }
   get pendingAcks () { return this._inflight + this._held }
+  get notSaved () { return this._notSaved }
 
   on (event, cb) { this._listeners.get(event).add(cb); return this }
   off (event, cb) { this._listeners.get(event).delete(cb); return this }
@@ -127,6 +144,8 @@ export class CollabProvider {
     for (const [event, handler] of Object.entries(this._handlers)) this.socket.off(event, handler)
     if (this._ownsSocket) this.socket.disconnect()
     clearTimeout(this._retry)
+    clearTimeout(this._resyncing)
+    this._retry = 'destroyed' // no later rejoin or resync
     this._joined = this._synced = false
   }
 
@@ -158,14 +177,12 @@ export class CollabProvider {
         if (this.awareness.getLocalState() !== null) this._sendAwareness([doc.clientID])
       }
       // Send what the server is missing: changes made offline, or refused with a retry code.
-      const missing = Y.encodeStateAsUpdate(doc, toBytes(reply.state_vector))
       const held = this._held
       this._held = 0
-      if (reply.role !== 'read' && !isEmptyUpdate(missing)) this._send(missing, Math.max(held, 1))
-      else this._emit('pending', this.pendingAcks)
+      if (!this._sendMissing(toBytes(reply.state_vector), Math.max(held, 1))) this._settle()
       this._setSynced(true)
     }, (err) => {
-      if (REJOIN_CODES.has(err.code)) this._rejoinSoon()
+      if (REJOIN_CODES.has(err.code) || RESYNC_CODES.has(err.code)) this._rejoinSoon()
       this._emit('error', err)
     }).finally(() => { this._joining = null })
     return this._joining
@@ -174,8 +191,55 @@ export class CollabProvider {
   // Join again shortly (not while disconnected: the 'connect' handler does it then).
   _rejoinSoon () {
     this._joined = false // local changes wait for the join, which sends them
-    if (this._retry || !this.socket.connected) return
+    if (this._retry || !this.socket.connected) return // pending already, destroyed, or offline
     this._retry = setTimeout(() => { this._retry = null; this._join() }, 500)
+  }
+
+  // Send what a holder of `stateVector` lacks, standing for `weight` local changes; false
+  // when there is nothing to send (or nothing may be sent on this seat).
+  _sendMissing (stateVector, weight) {
+    if (this.role === 'read' || this.role === null) return false
+    const missing = this.Y.encodeStateAsUpdate(this.doc, stateVector)
+    if (isEmptyUpdate(missing)) return false
+    this._send(missing, weight)
+    return true
+  }
+
+  // The server has not saved some changes but keeps the room: run `sync` rounds (each gets
+  // what we lack and sends what the server lacks) with backoff until one is acknowledged.
+  _resync (weight) {
+    this._held += weight
+    this._notSaved = true
+    this._emit('pending', this.pendingAcks)
+    if (this._resyncing || this._retry === 'destroyed') return
+    const round = () => {
+      if (!this._joined || this._retry === 'destroyed') { this._resyncing = null; return } // the next join sends them
+      const payload = { document: this.documentId, state_vector: toWire(this.Y.encodeStateVector(this.doc)) }
+      this._call('sync', payload).then((reply) => {
+        this.Y.applyUpdate(this.doc, toBytes(reply.update), this)
+        const held = this._held
+        this._held = 0
+        this._resyncing = null
+        if (!this._sendMissing(toBytes(reply.state_vector), held)) this._settle()
+      }, (err) => {
+        this._resyncing = null
+        if (REJOIN_CODES.has(err.code)) return this._rejoinSoon()
+        if (!RESYNC_CODES.has(err.code)) return this._emit('error', err)
+        this._resync(0)
+      })
+    }
+    const delay = this._backoff * (0.8 + 0.4 * Math.random())
+    this._backoff = Math.min(2 * this._backoff, MAX_BACKOFF_MS)
+    this._resyncing = setTimeout(round, delay)
+  }
+
+  // Every local change acknowledged: the document is saved.
+  _settle () {
+    if (this.pendingAcks === 0) {
+      this._notSaved = false
+      this._backoff = MIN_BACKOFF_MS
+    }
+    this._emit('pending', this.pendingAcks)
   }
 
   _sendLocal (update) {
@@ -192,15 +256,21 @@ export class CollabProvider {
   _send (update, weight) {
     this._inflight += weight
     this._emit('pending', this.pendingAcks)
-    this._call('update', { document: this.documentId, update: toWire(update) }).catch((err) => {
-      if (REJOIN_CODES.has(err.code)) {
-        this._held += weight
-        this._rejoinSoon()
+    this._call('update', { document: this.documentId, update: toWire(update) }).then(() => {
+      this._inflight -= weight
+      this._settle()
+    }, (err) => {
+      this._inflight -= weight
+      if (RESYNC_CODES.has(err.code)) {
+        this._resync(weight)
+      } else {
+        if (REJOIN_CODES.has(err.code)) {
+          this._held += weight
+          this._rejoinSoon()
+        }
+        this._emit('pending', this.pendingAcks)
       }
       this._emit('error', err)
-    }).finally(() => {
-      this._inflight -= weight
-      this._emit('pending', this.pendingAcks)
     })
   }
 

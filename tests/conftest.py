@@ -74,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "needs_redis: runs on the MariaDB+Redis backend only (it needs two nodes)"
     )
+    config.addinivalue_line(
+        "markers", "faults: the fault battery (tests/faults): killed services, fuzzed sockets"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

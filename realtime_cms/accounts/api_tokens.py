@@ -1,8 +1,14 @@
-"""Personal API tokens: named, scoped to a subset of the owner's permissions, revocable."""
+"""Personal API tokens: named, scoped to a subset of the owner's permissions, revocable.
+
+Scopes are permission names (held by the owner) and the token-only `documents.read` and
+`documents.write`; together with `documents.admin` they cap the token's level on live
+documents (`document_cap`), so a token made for one job cannot reach every document its
+owner was granted.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -13,12 +19,25 @@ from realtime_cms.errors import Forbidden, Invalid, NotFound, Unauthorized
 from realtime_cms.listing import ListQuery, Page
 from realtime_cms.models.auth import ApiToken
 from realtime_cms.models.base import utcnow
-from realtime_cms.principal import Principal
+from realtime_cms.principal import Level, Principal
 from realtime_cms.rbac.authorize import is_allowed
-from realtime_cms.rbac.catalog import PERMISSIONS
+from realtime_cms.rbac.catalog import PERMISSIONS, TOKEN_SCOPES
+from realtime_cms.rbac.service import require_not_outranked
 from realtime_cms.security.tokens import API_TOKEN_PREFIX, hash_token, new_token
 
 _SHOWN_PREFIX = len(API_TOKEN_PREFIX) + 8
+
+
+def document_cap(scopes: Collection[str], permissions: frozenset[str]) -> Level | None:
+    """The highest document level a token with `scopes` may use, its owner's `permissions`
+    (already narrowed to the scopes) allowing; None: no document access at all."""
+    if "documents.admin" in permissions:
+        return "admin"
+    if "documents.write" in scopes:
+        return "write"
+    if "documents.read" in scopes:
+        return "read"
+    return None
 
 
 def _owner_id(principal: Principal) -> int:
@@ -43,10 +62,10 @@ async def create_token(
     wanted = sorted(set(scopes))
     if not wanted:
         raise Invalid("A token needs at least one scope", code="invalid_scope")
-    unknown = [scope for scope in wanted if scope not in PERMISSIONS]
+    unknown = [scope for scope in wanted if scope not in PERMISSIONS and scope not in TOKEN_SCOPES]
     if unknown:
         raise Invalid(f"Unknown scopes: {', '.join(unknown)}", code="invalid_scope")
-    missing = [scope for scope in wanted if not principal.can(scope)]
+    missing = [scope for scope in wanted if scope in PERMISSIONS and not principal.can(scope)]
     if missing:
         raise Forbidden(f"You do not hold: {', '.join(missing)}", code="scope_not_held")
     if expires_at is not None and expires_at <= utcnow():
@@ -74,11 +93,14 @@ async def list_tokens(db: AsyncSession, principal: Principal, query: ListQuery) 
 
 
 async def revoke_token(db: AsyncSession, principal: Principal, token_id: int) -> None:
-    """Revoke one's own token; holders of users.manage may revoke anyone's."""
+    """Revoke one's own token; holders of users.manage may revoke those of users holding
+    no permission they lack."""
     owner = _owner_id(principal)
     token = await db.get(ApiToken, token_id)
     if token is None or (token.user_id != owner and not is_allowed(principal, "users.manage")):
         raise NotFound("No such API token")
+    if token.user_id != owner:
+        await require_not_outranked(db, principal, token.user_id)
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         await db.flush()

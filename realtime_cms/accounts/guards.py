@@ -26,6 +26,14 @@ def limit_key(kind: str, value: str) -> str:
     return f"{kind}:{hash_token(value)[:32]}"
 
 
+def login_key(user_id: int | None, name: str) -> str:
+    """The login budget an attempt counts against: the account's, whichever of its username
+    or email was typed, else the typed name's (an unknown name is limited just the same)."""
+    if user_id is not None:
+        return limit_key("login:user", str(user_id))
+    return limit_key("login:name", name)
+
+
 async def throttle(
     limiter: RateLimiter, window: int, *limits: tuple[str, int], message: str
 ) -> None:

@@ -1,8 +1,16 @@
-"""Password reset and email verification: single-use, expiring tokens delivered by mail."""
+"""Password reset and email verification: single-use, expiring tokens delivered by mail.
+
+A reset request is answered before anything depends on the address: the request only
+counts against the rate limits; looking up the account, storing its token and mailing the
+link happen after the answer, in the background (`mail.send_after_commit`). So the answer,
+and how long it takes, are the same whether or not an account uses the address, and
+whatever the mail server does.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -12,8 +20,9 @@ from realtime_cms.accounts.guards import check_password, limit_key, throttle
 from realtime_cms.accounts.sessions import revoke_all, with_user
 from realtime_cms.audit import record
 from realtime_cms.config import Settings
+from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.errors import Conflict, Invalid, Unauthorized
-from realtime_cms.mail import MailSender, Message
+from realtime_cms.mail import AfterCommit, MailSender, Message, send_after_commit
 from realtime_cms.models.auth import EmailVerificationToken, User
 from realtime_cms.models.base import utcnow
 from realtime_cms.principal import Principal
@@ -43,16 +52,20 @@ def link_base(settings: Settings, origin: str) -> str:
 
 
 async def request_reset(
-    db: AsyncSession,
     limiter: RateLimiter,
     mailer: MailSender,
+    sessions: SessionFactory,
     settings: Settings,
     principal: Principal,
     *,
     email: str,
     base_url: str,
-) -> None:
-    """Mail a reset link to the active account with this email, without telling if there is one."""
+) -> AfterCommit:
+    """Count the request against its limits; the effect to run after commit does the rest.
+
+    The effect mails a reset link to the active account with this email, if there is one
+    (see the module): nothing the caller sees depends on it.
+    """
     address = email.strip().lower()
     await throttle(
         limiter,
@@ -61,25 +74,39 @@ async def request_reset(
         (limit_key("reset:email", address), settings.reset_rate_limit),
         message="Too many reset requests; try again later",
     )
-    user = await db.scalar(sa.select(User).where(sa.func.lower(User.email) == address))
-    if user is None or not user.is_active:
-        return
-    token = new_token(ONE_TIME_PREFIX)
-    user.password_reset_token = hash_token_short(token)
-    user.password_reset_expires = utcnow() + timedelta(seconds=settings.reset_token_ttl_seconds)
-    await db.flush()
-    await record(db, principal, "auth.password_reset_request", "user", user.id, user_id=user.id)
+    compose = partial(
+        _reset_mail, sessions, settings, principal, address=address, base_url=base_url
+    )
+    return send_after_commit(mailer, compose)
+
+
+async def _reset_mail(
+    sessions: SessionFactory,
+    settings: Settings,
+    principal: Principal,
+    *,
+    address: str,
+    base_url: str,
+) -> Message | None:
+    """Store a reset token for the active account using `address` (committed); its mail."""
+    async with transaction(sessions) as db:
+        user = await db.scalar(sa.select(User).where(sa.func.lower(User.email) == address))
+        if user is None or not user.is_active:
+            return None
+        token = new_token(ONE_TIME_PREFIX)
+        user.password_reset_token = hash_token_short(token)
+        user.password_reset_expires = utcnow() + timedelta(seconds=settings.reset_token_ttl_seconds)
+        await db.flush()
+        await record(db, principal, "auth.password_reset_request", "user", user.id, user_id=user.id)
     minutes = settings.reset_token_ttl_seconds // 60
-    await mailer.send(
-        Message(
-            to=user.email,
-            subject="Reset your password",
-            body=(
-                f"Someone asked to reset the password of {user.username}.\n"
-                f"To choose a new password, open {base_url}/reset?token={quote(token)}\n"
-                f"The link works once, for {minutes} minutes. If it wasn't you, ignore this mail."
-            ),
-        )
+    return Message(
+        to=user.email,
+        subject="Reset your password",
+        body=(
+            f"Someone asked to reset the password of {user.username}.\n"
+            f"To choose a new password, open {base_url}/reset?token={quote(token)}\n"
+            f"The link works once, for {minutes} minutes. If it wasn't you, ignore this mail."
+        ),
     )
 
 
@@ -117,8 +144,9 @@ async def request_verification(
     principal: Principal,
     *,
     base_url: str,
-) -> None:
-    """Mail the signed-in user a link proving they control their email address."""
+) -> AfterCommit:
+    """Store a token proving the signed-in user controls their email address; the effect to
+    run after commit mails it (in the background: the answer does not wait for the mail)."""
     user = await db.get(User, principal.user_id) if principal.user_id is not None else None
     if user is None:
         raise Unauthorized("Sign in to continue")
@@ -139,17 +167,16 @@ async def request_verification(
     )
     await db.flush()
     await record(db, principal, "auth.verify_email_request", "user", user.id)
-    await mailer.send(
-        Message(
-            to=user.email,
-            subject="Verify your email address",
-            body=(
-                f"To confirm that {user.email} belongs to {user.username}, open "
-                f"{base_url}/verify-email?token={quote(token)}\n"
-                "If it wasn't you, ignore this mail."
-            ),
-        )
+    message = Message(
+        to=user.email,
+        subject="Verify your email address",
+        body=(
+            f"To confirm that {user.email} belongs to {user.username}, open "
+            f"{base_url}/verify-email?token={quote(token)}\n"
+            "If it wasn't you, ignore this mail."
+        ),
     )
+    return send_after_commit(mailer, message)
 
 
 async def confirm_verification(db: AsyncSession, principal: Principal, *, token: str) -> None:

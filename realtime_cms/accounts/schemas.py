@@ -74,10 +74,19 @@ class TokenIn(_Request):
     token: OpaqueToken
 
 
+_SCOPES = (
+    "What the token may do. Permission names you hold (the token gets only these of your "
+    "permissions), and `documents.read` / `documents.write`, which any user may add: they cap "
+    "the token's level on live documents at read / write (`documents.admin`, a permission, "
+    "at admin). A token with none of the three reaches no live document, whatever grants "
+    "and roles give its owner."
+)
+
+
 class ApiTokenCreate(_Request):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
     scopes: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
-        min_length=1, max_length=100
+        min_length=1, max_length=100, description=_SCOPES
     )
     expires_at: AwareDatetime | None = None
 
@@ -159,7 +168,7 @@ class ApiTokenOut(BaseModel):
     id: int
     name: str
     prefix: str
-    scopes: list[str]
+    scopes: list[str] = Field(description=_SCOPES)
     expires_at: datetime | None
     last_used_at: datetime | None
     revoked_at: datetime | None

@@ -1,4 +1,9 @@
-"""Accounts rules: one's own account, passwords, and administering users (each change audited)."""
+"""Accounts rules: one's own account, passwords, and administering users (each change audited).
+
+Administering a user (changing, setting the password, (de)activating, deleting) is refused
+with `target_outranks_you` when that user holds any permission the administrator lacks:
+otherwise `users.manage` would be a way to take over an admin's account.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +20,19 @@ from realtime_cms.accounts.signin import record_failure
 from realtime_cms.audit import record
 from realtime_cms.config import Settings
 from realtime_cms.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from realtime_cms.events import AccessChanged, emit
 from realtime_cms.listing import ListQuery, Page
 from realtime_cms.models.auth import Role, User, UserRole
 from realtime_cms.models.sites import Site
 from realtime_cms.principal import Principal
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.rbac.authorize import authorize
-from realtime_cms.rbac.service import grant_role, is_last_admin, role_id_by_name
+from realtime_cms.rbac.service import (
+    grant_role,
+    is_last_admin,
+    require_not_outranked,
+    role_id_by_name,
+)
 from realtime_cms.security.passwords import Passwords
 
 _EDITABLE = frozenset({"username", "email", "first_name", "last_name", "site_id", "is_active"})
@@ -70,7 +81,7 @@ async def set_password(
         raise Conflict(
             "Change your own password with POST /api/v1/auth/password", code="own_password"
         )
-    user = await _get(db, user_id)
+    user = await _managed(db, principal, user_id)
     await _store_password(db, passwords, user, new_password)
     await revoke_all(db, user.id)
     await record(db, principal, "user.password_set", "user", user.id)
@@ -90,6 +101,13 @@ async def _get(db: AsyncSession, user_id: int) -> User:
     user = await db.get(User, user_id)
     if user is None:
         raise NotFound("No such user")
+    return user
+
+
+async def _managed(db: AsyncSession, principal: Principal, user_id: int) -> User:
+    """A user the principal may administer: one holding no permission the principal lacks."""
+    user = await _get(db, user_id)
+    await require_not_outranked(db, principal, user.id)
     return user
 
 
@@ -163,7 +181,7 @@ async def update_user(
     unknown = set(changes) - _EDITABLE
     if unknown:
         raise Invalid(f"Cannot change {', '.join(sorted(unknown))}", code="invalid_field")
-    user = await _get(db, user_id)
+    user = await _managed(db, principal, user_id)
     wanted = dict(changes)
     if wanted.get("email") is not None:
         wanted["email"] = wanted["email"].lower()
@@ -197,7 +215,7 @@ async def update_user(
 async def deactivate(db: AsyncSession, principal: Principal, user_id: int) -> User:
     """Deactivate an account and end all its sessions and tokens."""
     authorize(principal, "users.manage")
-    user = await _get(db, user_id)
+    user = await _managed(db, principal, user_id)
     if user.is_active:
         await _set_active(db, principal, user, False)
     return user
@@ -205,7 +223,7 @@ async def deactivate(db: AsyncSession, principal: Principal, user_id: int) -> Us
 
 async def activate(db: AsyncSession, principal: Principal, user_id: int) -> User:
     authorize(principal, "users.manage")
-    user = await _get(db, user_id)
+    user = await _managed(db, principal, user_id)
     if not user.is_active:
         await _set_active(db, principal, user, True)
     return user
@@ -229,7 +247,7 @@ async def _save(db: AsyncSession, user: User) -> None:
 async def delete_user(db: AsyncSession, principal: Principal, user_id: int) -> None:
     """Delete an account; refused for yourself, the last admin, or a user other records require."""
     authorize(principal, "users.manage")
-    user = await _get(db, user_id)
+    user = await _managed(db, principal, user_id)
     await _refuse_lockout(db, principal, user, "delete")
     details = {"username": user.username, "email": user.email}
     await db.delete(user)
@@ -240,6 +258,7 @@ async def delete_user(db: AsyncSession, principal: Principal, user_id: int) -> N
             "Other records still refer to this user; deactivate it instead", code="user_in_use"
         ) from exc
     await record(db, principal, "user.delete", "user", user_id, details)
+    emit(db, AccessChanged(user_id=user_id))
 
 
 async def _refuse_lockout(db: AsyncSession, principal: Principal, user: User, verb: str) -> None:

@@ -10,7 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from realtime_cms.accounts.api_tokens import document_cap
 from realtime_cms.config import Settings
+from realtime_cms.events import AccessChanged, emit
 from realtime_cms.models.auth import ApiToken, RememberToken, User
 from realtime_cms.models.base import Base, utcnow
 from realtime_cms.models.realtime import UserSession
@@ -87,7 +89,13 @@ async def _from_session(
         session_id=session_id,
         ip=ip,
         user_agent=user_agent,
+        full_name=full_name(user),
     )
+
+
+def full_name(user: User) -> str:
+    """First and last name as one string ("" when the user gave neither)."""
+    return " ".join(part for part in (user.first_name, user.last_name) if part)
 
 
 async def _from_api_token(
@@ -110,7 +118,15 @@ async def _from_api_token(
     roles, permissions = await permissions_for(db, user.id)
     scoped = permissions & frozenset(api_token.scopes)
     return Principal(
-        user.id, user.username, scoped, roles, token_id=api_token.id, ip=ip, user_agent=user_agent
+        user.id,
+        user.username,
+        scoped,
+        roles,
+        token_id=api_token.id,
+        document_cap=document_cap(api_token.scopes, scoped),
+        ip=ip,
+        user_agent=user_agent,
+        full_name=full_name(user),
     )
 
 
@@ -140,8 +156,9 @@ def session_expires_at(created: datetime, settings: Settings) -> datetime:
 
 
 async def revoke_session(db: AsyncSession, session_id: str) -> None:
-    """End one login session (by the hash of its token)."""
+    """End one login session (by the hash of its token); its live connections end at once."""
     await db.execute(sa.delete(UserSession).where(UserSession.id == session_id))
+    emit(db, AccessChanged(user_id=None, session_id=session_id))
 
 
 async def revoke_all(
@@ -163,6 +180,7 @@ async def revoke_all(
             .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
             .values(revoked_at=utcnow())
         )
+    emit(db, AccessChanged(user_id=user_id))
 
 
 async def still_valid(

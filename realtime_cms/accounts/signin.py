@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from realtime_cms.accounts.guards import limit_key, throttle
+from realtime_cms.accounts.guards import limit_key, login_key, throttle
 from realtime_cms.accounts.remember import SignIn, forget, sign_in
 from realtime_cms.accounts.sessions import revoke_session
 from realtime_cms.audit import record
@@ -38,19 +38,18 @@ async def login(
     """Sign in by username or email; every failure looks and costs the same."""
     who = anonymous(ip, user_agent)
     name = login.strip().lower()
-    await throttle(
-        limiter,
-        settings.rate_limit_window_seconds,
-        (limit_key("login:ip", ip or "unknown"), settings.login_ip_rate_limit),
-        (limit_key("login:account", name), settings.login_rate_limit),
-        message="Too many login attempts; try again later",
-    )
+    window, refused = settings.rate_limit_window_seconds, "Too many login attempts; try again later"
+    ip_key = limit_key("login:ip", ip or "unknown")
+    await throttle(limiter, window, (ip_key, settings.login_ip_rate_limit), message=refused)
     user = await _find_by_login(db, name)
+    # Looked up first so that the username and the email of one account share one budget.
+    account_key = login_key(user.id if user else None, name)
+    await throttle(limiter, window, (account_key, settings.login_rate_limit), message=refused)
     valid = await passwords.verify(user.password if user else None, password)
     if user is None or not valid or not user.is_active:
         await record_failure(db, who, "auth.login", {"login": name[:100]})
         raise Unauthorized(_BAD_LOGIN, code="invalid_credentials")
-    await limiter.reset(limit_key("login:account", name))
+    await limiter.reset(account_key)
     if passwords.needs_rehash(user.password):
         user.password = await passwords.hash(password)
     user.last_login = utcnow()

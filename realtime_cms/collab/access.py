@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,12 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from realtime_cms.errors import Invalid
 from realtime_cms.models.content import ContentItem
 from realtime_cms.models.realtime import DocumentPermission
-from realtime_cms.principal import Principal
+from realtime_cms.principal import Level, Principal
 from realtime_cms.rbac.authorize import is_allowed
 
 logger = logging.getLogger(__name__)
-
-Level = Literal["read", "write", "admin"]
 
 # Lowest first: a level grants everything the levels before it grant.
 LEVELS: tuple[Level, ...] = get_args(Level)
@@ -45,6 +43,13 @@ def highest(*levels: Level | None) -> Level | None:
     """The highest of the given levels; None when none is given."""
     ranks = [rank(level) for level in levels if level is not None]
     return LEVELS[max(ranks)] if ranks else None
+
+
+def lowest(*levels: Level | None) -> Level | None:
+    """The lowest of the given levels; None (no access) when any of them is None."""
+    if any(level is None for level in levels):
+        return None
+    return LEVELS[min(rank(level) for level in levels if level is not None)]
 
 
 def at_least(level: Level | None, minimum: Level) -> bool:
@@ -79,13 +84,18 @@ def content_item_id(document_id: str) -> int | None:
 
 
 async def document_level(db: AsyncSession, principal: Principal, document_id: str) -> Level | None:
-    """The principal's level on the document: the highest any rule grants; None = no access.
+    """The principal's level on the document: the highest any rule grants, capped by the
+    credential (`Principal.document_cap`, an API token's scopes); None = no access.
 
     Rules: `documents.admin` is admin everywhere; a `document_permissions` row grants its
     level; on `content:<id>`, `content.update` (or `content.update.own` for the item's
     author) grants write and `content.view` grants read. The body of a content item that
     does not exist is open to nobody but document admins.
     """
+    return lowest(await _uncapped_level(db, principal, document_id), principal.document_cap)
+
+
+async def _uncapped_level(db: AsyncSession, principal: Principal, document_id: str) -> Level | None:
     item_id = content_item_id(document_id)
     if principal.can("documents.admin"):
         return "admin"

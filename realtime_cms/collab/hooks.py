@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, ParamSpec
 from realtime_cms.collab.durability import Committed, retrieve
 
 if TYPE_CHECKING:
-    from realtime_cms.collab.room import DocumentRoom, Peer
+    from realtime_cms.collab.peer import Peer
+    from realtime_cms.collab.room import DocumentRoom
 
 logger = logging.getLogger(__name__)
 

@@ -11,9 +11,10 @@ from typing import Self
 
 from realtime_cms.collab.access import Level
 from realtime_cms.collab.hooks import Hooks, run_hooks
-from realtime_cms.collab.room import DocumentRoom, Peer, RoomLimits
+from realtime_cms.collab.peer import Peer, RoomLimits
+from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.collab.store import UpdateStore
-from realtime_cms.errors import Unavailable
+from realtime_cms.errors import Invalid, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,9 @@ class RoomManager:
         self._stopped = False
         # Counts grant changes applied here, so that a level cached before one is stale.
         self.level_epoch = 0
+        # Each user's seats here, (document id, peer id), across every transport.
+        self._seats: dict[int, set[tuple[str, str]]] = {}
+        self.hooks.on_disconnect.append(self._seat_left)
 
     async def __aenter__(self) -> Self:
         if self._reaper is not None:
@@ -69,7 +73,7 @@ class RoomManager:
         # Loads are reads: let them finish, then unload what they opened too.
         await asyncio.gather(*list(self._loading.values()), return_exceptions=True)
         for document_id, room in list(self._rooms.items()):
-            await room.drain()
+            await room.drain(give_up_after=self.limits.ack_deadline_seconds)
             await self._unload(document_id, room, compact=False)
 
     def get(self, document_id: str) -> DocumentRoom | None:
@@ -85,8 +89,11 @@ class RoomManager:
         """Seat `peer` at `level` in the document's room, loading the room if needed.
 
         The caller has checked access (`access.document_level`). A load failure raises
-        and leaves no room behind, so a later join tries the store again.
+        and leaves no room behind, so a later join tries the store again. A user holds at
+        most `limits.max_seats_per_user` seats in this process, whatever the transports
+        (Invalid "too_many_documents" beyond).
         """
+        self._check_seats(peer, document_id)
         while True:
             room = self._rooms.get(document_id)
             if room is None:
@@ -95,7 +102,33 @@ class RoomManager:
             if self._rooms.get(document_id) is room:
                 room.add_peer(peer, level)
                 self._idle_since.pop(document_id, None)
+                if peer.principal.user_id is not None:
+                    seats = self._seats.setdefault(peer.principal.user_id, set())
+                    seats.add((document_id, peer.id))
                 return room
+
+    def seats_of(self, user_id: int) -> int:
+        """How many seats the user holds in this process."""
+        return len(self._seats.get(user_id, ()))
+
+    def _check_seats(self, peer: Peer, document_id: str) -> None:
+        user_id = peer.principal.user_id
+        seats = self._seats.get(user_id) if user_id is not None else None
+        if seats is None or (document_id, peer.id) in seats:
+            return
+        if len(seats) >= self.limits.max_seats_per_user:
+            raise Invalid(
+                "Too many open documents for this user; close some first",
+                code="too_many_documents",
+            )
+
+    async def _seat_left(self, document_id: str, peer: Peer) -> None:
+        user_id = peer.principal.user_id
+        seats = self._seats.get(user_id) if user_id is not None else None
+        if user_id is not None and seats is not None:
+            seats.discard((document_id, peer.id))
+            if not seats:
+                del self._seats[user_id]
 
     async def leave(self, document_id: str, peer: Peer) -> None:
         """Remove the peer from the room (a no-op if it is not there)."""
@@ -116,7 +149,7 @@ class RoomManager:
         if room is not None:
             for peer in room.peers:
                 await room.set_level(peer.id, None)
-            await room.drain()
+            await room.drain(give_up_after=self.limits.ack_deadline_seconds)
             if self._rooms.get(document_id) is room:
                 await self._unload(document_id, room, compact=False)
         await self.store.delete(document_id)
@@ -185,9 +218,15 @@ class RoomManager:
     async def _unload_if_idle(self, document_id: str) -> None:
         room = self._rooms.get(document_id)
         if room is not None and room.is_idle:
-            # Updates in flight land in the log before a new room could load it again.
-            await room.drain()
-        if room is not None and room.is_idle and self._rooms.get(document_id) is room:
+            # Updates in flight land in the log before a new room could load it again; a
+            # room whose appends keep failing stays loaded (and keeps retrying them).
+            await room.drain(give_up_after=self.limits.ack_deadline_seconds)
+        if (
+            room is not None
+            and room.is_idle
+            and not room.has_unwritten
+            and self._rooms.get(document_id) is room
+        ):
             await self._unload(document_id, room, compact=True)
 
     async def _unload(self, document_id: str, room: DocumentRoom, *, compact: bool) -> None:

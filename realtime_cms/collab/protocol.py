@@ -98,6 +98,15 @@ def write_var_bytes(data: bytes) -> bytes:
     return write_var_uint(len(data)) + data
 
 
+def check_state_vector(vector: bytes) -> None:
+    """Raise ProtocolError unless `vector` is exactly a lib0 state vector (client, clock)*."""
+    count, pos = read_var_uint(vector, 0)
+    for _ in range(2 * count):
+        _, pos = read_var_uint(vector, pos)
+    if pos != len(vector):
+        raise ProtocolError("malformed_frame", "trailing bytes after the state vector")
+
+
 def read_var_bytes(data: bytes, pos: int, *, max_len: int) -> tuple[bytes, int]:
     """Decode a varUint8Array of at most `max_len` bytes; return it and the next position."""
     length, start = read_var_uint(data, pos)

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from realtime_cms.collab.manager import RoomManager
+from realtime_cms.collab.peer import Peer
 from realtime_cms.collab.protocol import (
     ProtocolError,
     read_var_bytes,
@@ -32,7 +33,7 @@ from realtime_cms.collab.protocol import (
     write_var_string,
     write_var_uint,
 )
-from realtime_cms.collab.room import DocumentRoom, Peer
+from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.collab.store import Rows
 from realtime_cms.errors import Unavailable
 
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 # `(document_id, user_id)`: that user's level on that document changed on another node.
 LevelCallback = Callable[[str, int], Awaitable[None]]
+# `(user_id, session_id)`: a user's access changed on another node (see `AccessChanged`).
+AccessCallback = Callable[[int | None, str | None], None]
 
 # Seconds between attempts to subscribe again after losing Redis: doubling up to the cap.
 _MIN_BACKOFF = 0.1
@@ -138,6 +141,7 @@ class Relay:
         prefix: str,
         catchup_seconds: float = 2.0,
         on_level_change: LevelCallback | None = None,
+        on_access_change: AccessCallback | None = None,
         max_queued: int = 1024,
     ) -> None:
         self.rooms = rooms
@@ -145,15 +149,18 @@ class Relay:
         self._redis = redis
         self._interval = catchup_seconds
         self._on_level_change = on_level_change
+        self._on_access_change = on_access_change
         self._updates = f"{prefix}collab:updates"
         self._awareness = f"{prefix}collab:awareness"
         self._levels = f"{prefix}collab:levels"
         self._removed = f"{prefix}collab:removed"
+        self._access = f"{prefix}collab:access"
         self._handlers: dict[bytes, Callable[[RelayMessage], Awaitable[None]]] = {
             self._updates.encode(): self._apply_update,
             self._awareness.encode(): self._apply_awareness,
             self._levels.encode(): self._apply_level_change,
             self._removed.encode(): self._apply_removal,
+            self._access.encode(): self._apply_access_change,
         }
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(max_queued)
         self._cursors: dict[str, _Cursor] = {}
@@ -200,6 +207,15 @@ class Relay:
         This node is not told: the caller applies the change here itself.
         """
         self._enqueue(self._levels, document_id, write_var_uint(user_id))
+
+    def publish_access_change(self, user_id: int | None, session_id: str | None) -> None:
+        """Tell the other nodes to re-check a user's (or a session's, or every) connection.
+
+        The message's document field carries the session id ("" for none), its payload the
+        user id plus one (0 for any user). This node is not told.
+        """
+        payload = write_var_uint(0 if user_id is None else user_id + 1)
+        self._enqueue(self._access, session_id or "", payload)
 
     async def publish_awareness(self, document_id: str, awareness_update: bytes) -> None:
         """Send awareness this node made itself (not a peer's) to the other nodes."""
@@ -304,6 +320,11 @@ class Relay:
     async def _apply_level_change(self, message: RelayMessage) -> None:
         if self._on_level_change is not None:
             await self._on_level_change(message.document_id, _user_id(message.payload))
+
+    async def _apply_access_change(self, message: RelayMessage) -> None:
+        if self._on_access_change is not None:
+            user = _user_id(message.payload)
+            self._on_access_change(None if user == 0 else user - 1, message.document_id or None)
 
     async def _apply_removal(self, message: RelayMessage) -> None:
         await self.rooms.remove(message.document_id)

@@ -3,7 +3,9 @@
 Transports implement `Peer` and reach rooms through the `RoomManager`. Every update a peer
 sends is tried on a shadow copy of the document first, then applied to the live document,
 queued for the durable log (in apply order) and sent to the other peers at once; the
-sender's ack and the `on_change` hooks wait for the commit.
+sender's ack and the `on_change` hooks wait for the commit. An update whose dependencies
+the room lacks is held for its sender (`held.py`), who is asked for what is missing; it is
+acknowledged only once it is in the document.
 """
 
 from __future__ import annotations
@@ -11,20 +13,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 from pycrdt import Doc, Subscription, merge_updates
 
 from realtime_cms.collab.access import Level, can_write
-from realtime_cms.collab.durability import Committed, Durability
+from realtime_cms.collab.awareness_book import AwarenessBook
+from realtime_cms.collab.durability import Committed, Durability, chain_outcome, retrieve
+from realtime_cms.collab.held import HeldUpdate, HeldUpdates
 from realtime_cms.collab.hooks import Hooks, run_hooks
+from realtime_cms.collab.peer import Peer, RoomLimits
 from realtime_cms.collab.protocol import (
-    AwarenessEntry,
-    ProtocolError,
+    check_state_vector,
     decode_awareness_update,
     encode_awareness_update,
-    read_var_uint,
 )
 from realtime_cms.collab.store import (
     CorruptUpdateError,
@@ -35,8 +38,7 @@ from realtime_cms.collab.store import (
     apply_rows,
     pycrdt_errors,
 )
-from realtime_cms.errors import Forbidden, Invalid, PayloadTooLarge, Unavailable
-from realtime_cms.principal import Principal
+from realtime_cms.errors import Conflict, Forbidden, Invalid, PayloadTooLarge, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -49,51 +51,6 @@ _REMOTE = 0
 _QUEUED = -2
 
 
-class Peer(Protocol):
-    """One connection's view of a room, implemented by each transport.
-
-    The `send_*` methods must not wait on the network: queue the message and return (drop
-    a connection that cannot keep up), because rooms call them while holding their lock.
-    `send_level(document_id, None)` means access was revoked; the room has already
-    dropped the peer, and the transport stops serving that document to it.
-    """
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def principal(self) -> Principal: ...
-
-    async def send_update(self, document_id: str, update: bytes) -> None: ...
-
-    async def send_awareness(self, document_id: str, awareness_update: bytes) -> None: ...
-
-    async def send_level(self, document_id: str, level: Level | None) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RoomLimits:
-    """Bounds on what peers may send, and when idle rooms are unloaded and compacted."""
-
-    max_update_bytes: int = 256 * 1024
-    max_awareness_bytes: int = 64 * 1024
-    max_pending: int = 100
-    idle_unload_seconds: float = 30.0
-    compact_min_rows: int = 500
-    compact_min_bytes: int = 1_000_000
-    # Awareness client ids one peer may hold (a browser tab uses one per document).
-    max_awareness_clients: int = 16
-
-
-def _check_state_vector(vector: bytes) -> None:
-    """Raise ProtocolError unless `vector` is exactly a lib0 state vector (client, clock)*."""
-    count, pos = read_var_uint(vector, 0)
-    for _ in range(2 * count):
-        _, pos = read_var_uint(vector, pos)
-    if pos != len(vector):
-        raise ProtocolError("malformed_frame", "trailing bytes after the state vector")
-
-
 def _replay(stored: StoredDocument) -> tuple[Doc, Rows]:
     """Rebuild a document from its log: the doc and the log rows still pending in it."""
     doc: Doc = Doc()
@@ -104,7 +61,6 @@ def _replay(stored: StoredDocument) -> tuple[Doc, Rows]:
 class _Member:
     peer: Peer
     level: Level
-    client_ids: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,12 +70,6 @@ class _Accepted:
     logged: bytes
     changes: bytes | None
     waits: bool
-
-
-def _done() -> asyncio.Future[None]:
-    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future
 
 
 def _merged(changes: Sequence[bytes]) -> bytes | None:
@@ -155,10 +105,10 @@ class DocumentRoom:
         self._shadow_subscription: Subscription | None = None
         self._shadow_changes: list[bytes] = []
         self._members: dict[str, _Member] = {}
-        self._awareness: dict[int, tuple[int, dict[str, Any] | None]] = {}
-        self._owners: dict[int, str] = {}
+        self._awareness = AwarenessBook(limits.max_awareness_clients)
         self._lock = asyncio.Lock()
         self._durability = Durability(document_id, store, self._committed)
+        self._held = HeldUpdates(max_count=limits.max_pending, max_bytes=limits.max_pending_bytes)
         self._closed = False
 
     @classmethod
@@ -180,8 +130,18 @@ class DocumentRoom:
 
     @property
     def pending_count(self) -> int:
-        """How many logged updates still wait for their dependencies."""
+        """How many logged updates (another node's) still wait for their dependencies."""
         return len(self._pending)
+
+    @property
+    def held_count(self) -> int:
+        """How many peers' updates are held for dependencies the room lacks."""
+        return len(self._held)
+
+    @property
+    def has_unwritten(self) -> bool:
+        """Whether applied updates are not in the log yet (failed appends wait for a retry)."""
+        return self._durability.debt > 0
 
     def level_of(self, peer_id: str) -> Level | None:
         member = self._members.get(peer_id)
@@ -202,58 +162,143 @@ class DocumentRoom:
     def sync_step1_reply(self, state_vector: bytes) -> bytes:
         """The update a peer with `state_vector` is missing (its sync step 2)."""
         try:
-            _check_state_vector(state_vector)
+            check_state_vector(state_vector)
             return self._doc.get_update(state_vector)
         except _FATAL:
             raise
         except BaseException as exc:
             raise Invalid("Malformed state vector", code="invalid_state_vector") from exc
 
-    async def apply_update(self, peer: Peer, update: bytes) -> None:
+    async def apply_update(self, peer: Peer, update: bytes, *, hold: bool = True) -> None:
         """Check, apply and send on a writer's update; returns once it is durable.
 
         Returning means every change the room held when the update arrived is in the log,
         so a duplicate of a change still being written waits for it too.
         """
-        await (await self.accept_update(peer, update))
+        await (await self.accept_update(peer, update, hold=hold))
 
-    async def accept_update(self, peer: Peer, update: bytes) -> asyncio.Future[None]:
+    async def accept_update(
+        self, peer: Peer, update: bytes, *, hold: bool = True, deadline: float | None = None
+    ) -> asyncio.Future[None]:
         """Check, apply and send on a writer's update at once; the future completes once it
-        is durable (see `apply_update`), or fails with Unavailable("store_failed").
+        is in the document and durable (see `apply_update`), or fails by `deadline` (event
+        loop time; by default the ack deadline from now) with Unavailable:
+        "store_unavailable" (not committed in time: the room keeps writing it, the client
+        keeps it and sends it again), "store_failed" (it could not even be queued),
+        "missing_dependencies" (it was held and what it depends on did not arrive). Raises
+        Invalid("too_many_pending") when the sender's held budget is spent.
 
         Peers get the update before its commit, as in every Yjs server: a peer may hold a
         change the log lost if the process dies, and whoever sent it was never told it was
         saved, so its client sends it again. A failed commit is kept as the room's debt and
-        written again with the next update (or when the room drains): nothing the room
-        applied is left out of the log while the room lives. Once the lock is held, nothing
-        here waits until the append is queued, so a cancelled caller cannot leave an update
-        applied but not logged.
+        written again after a backoff: nothing the room applied is left out of the log while
+        the room lives. An update whose dependencies the room lacks is held, unapplied, and
+        its sender asked for what is missing (`Peer.send_sync_request`); with `hold` False
+        (a caller that cannot be asked) it is refused at once, Conflict
+        "missing_dependencies". Once the lock is held, nothing here waits until the append
+        is queued, so a cancelled caller cannot leave an update applied but not logged.
         """
         if len(update) > self._limits.max_update_bytes:
             raise PayloadTooLarge("The update is too large", code="update_too_large")
-        return await self._apply_from(peer, update)
+        async with self._lock:
+            self._check_open()
+            if not can_write(self._require_member(peer).level):
+                raise Forbidden("Read-only access to this document", code="read_only")
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self._limits.ack_deadline_seconds
+            return await self._accept(peer, update, hold=hold, deadline=deadline)
 
     async def apply_remote(self, update: bytes) -> None:
         """Apply an update another node has logged already: checked, not logged again."""
-        await self._apply_from(None, update)
-
-    async def _apply_from(self, peer: Peer | None, update: bytes) -> asyncio.Future[None]:
-        """The update path; `peer` None is a remote update (no access check, no logging)."""
         async with self._lock:
             self._check_open()
-            if peer is not None and not can_write(self._require_member(peer).level):
-                raise Forbidden("Read-only access to this document", code="read_only")
-            accepted = self._try_on_shadow(update, cap_pending=peer is not None)
+            accepted = self._try_on_shadow(update)
             if accepted is not None:
-                if peer is not None:
-                    self._queue_append(accepted, peer)
-                self._apply_live((_QUEUED if peer else _REMOTE, update), accepted)
-                await self._send_changes(accepted, sender=peer)
-            if peer is not None:
-                return self._durability.waiter()
+                self._apply_live((_REMOTE, update), accepted)
+                await self._send_changes(accepted, sender=None)
+                if accepted.changes is not None:
+                    for peer_id in self._held.senders():
+                        await self._retry_held(peer_id)
         if accepted is not None and accepted.changes is not None:
             await run_hooks(self._hooks.on_change, self.document_id, accepted.changes, None)
-        return _done()
+
+    async def _accept(
+        self, peer: Peer, update: bytes, *, hold: bool, deadline: float
+    ) -> asyncio.Future[None]:
+        """A writer's update, under the lock: applied and logged, or held, or a duplicate."""
+        accepted = self._try_on_shadow(update)
+        if accepted is not None and accepted.waits:
+            self._drop_shadow()  # it holds the update, pending: the live document will not
+            if not hold:
+                raise Conflict(
+                    "The update depends on changes the document lacks; send those too",
+                    code="missing_dependencies",
+                )
+            try:
+                held, ask = self._held.hold(peer.id, update)
+            except Invalid:
+                # Refuse them all: the sender syncs again from scratch, with a budget free.
+                self._held.drop(peer.id, "too_many_pending")
+                raise
+            if ask:
+                await self._send_to(
+                    peer, lambda p: p.send_sync_request(self.document_id, self.state_vector())
+                )
+            return self._acked_by(deadline, held.integrated, held)
+        if accepted is not None:
+            self._queue_append(accepted, peer)
+            self._apply_live((_QUEUED, update), accepted)
+            await self._send_changes(accepted, sender=peer)
+        durable = self._durability.waiter()
+        if accepted is not None and accepted.changes is not None and self._held.count_of(peer.id):
+            await self._retry_held(peer.id)
+        return self._acked_by(deadline, durable)
+
+    async def _retry_held(self, peer_id: str) -> None:
+        """Try a sender's held updates again, in order, until one still waits."""
+        while (held := self._held.first(peer_id)) is not None:
+            member = self._members.get(peer_id)
+            if member is None:
+                self._held.drop(peer_id, "not_joined")
+                return
+            accepted = self._try_on_shadow(held.update)
+            if accepted is not None and accepted.waits:
+                self._drop_shadow()
+                return
+            self._held.release(held)
+            if accepted is not None:
+                try:
+                    self._queue_append(accepted, member.peer)
+                except Unavailable as exc:
+                    held.integrated.set_exception(exc)
+                    return
+                self._apply_live((_QUEUED, held.update), accepted)
+                await self._send_changes(accepted, sender=member.peer)
+            chain_outcome(self._durability.waiter(), held.integrated)
+
+    def _acked_by(
+        self, deadline: float, durable: asyncio.Future[None], held: HeldUpdate | None = None
+    ) -> asyncio.Future[None]:
+        """`durable`, or a failure once `deadline` passes: "missing_dependencies" if
+        the update is still held then, "store_unavailable" if its commit has not come."""
+        loop = asyncio.get_running_loop()
+        ack: asyncio.Future[None] = loop.create_future()
+        ack.add_done_callback(retrieve)
+
+        def expire() -> None:
+            if ack.done():
+                return
+            if held is not None and self._held.release(held):
+                message, code = "What the update depends on did not arrive", "missing_dependencies"
+            else:
+                message = "Not saved yet; keep the update and send it again"
+                code = "store_unavailable"
+            ack.set_exception(Unavailable(message, code=code))
+
+        timer = loop.call_at(deadline, expire)
+        durable.add_done_callback(lambda _: timer.cancel())
+        chain_outcome(durable, ack)
+        return ack
 
     def _committed(self, committed: Committed) -> None:
         """Peers' changes are durable: hand them to the `on_change` hooks (the relay to other
@@ -278,11 +323,12 @@ class DocumentRoom:
         else:
             self._pending = apply_after_pending(self._doc, self._pending, row)
 
-    def _try_on_shadow(self, update: bytes, *, cap_pending: bool) -> _Accepted | None:
+    def _try_on_shadow(self, update: bytes) -> _Accepted | None:
         """Apply to the shadow; None when the update brings nothing new (a duplicate).
 
         A fully integrated update is logged as the changes it made (a peer's sync step 2
-        repeats what the room has); one left pending is logged as sent, to keep its parts.
+        repeats what the room has). One left pending (`waits`) leaves the shadow holding it:
+        a peer's is then held and the shadow dropped; another node's is kept as sent.
         """
         shadow = self._shadow_doc()
         self._shadow_changes.clear()
@@ -290,8 +336,6 @@ class DocumentRoom:
             row = (_CANDIDATE, update)
             waiting = apply_after_pending(shadow, self._pending, row, self._shadow_changes)
             waits = any(row_id == _CANDIDATE for row_id, _ in waiting)
-            if cap_pending and waits and len(waiting) > self._limits.max_pending:
-                raise Invalid("Too many updates wait for missing ones", code="too_many_pending")
         except BaseException as exc:
             self._drop_shadow()
             if isinstance(exc, CorruptUpdateError):
@@ -321,6 +365,7 @@ class DocumentRoom:
         if self._shadow is not None and self._shadow_subscription is not None:
             self._shadow.unobserve(self._shadow_subscription)
         self._shadow, self._shadow_subscription = None, None
+        self._shadow_changes.clear()
 
     async def _send_changes(self, accepted: _Accepted, sender: Peer | None) -> None:
         if accepted.changes is None:
@@ -346,97 +391,36 @@ class DocumentRoom:
         return member
 
     async def apply_awareness(self, peer: Peer, awareness_update: bytes) -> None:
-        """Record and send on a peer's awareness entries (cursors); readers may send them."""
-        member = self._require_member(peer)
+        """Record and send on a peer's awareness entries (cursors); readers may send them.
+        Each state is stamped with the sender's identity (`awareness_book.stamped`)."""
+        self._require_member(peer)
         limit = self._limits.max_awareness_bytes
         if len(awareness_update) > limit:
             raise PayloadTooLarge("The awareness update is too large", code="awareness_too_large")
         entries = decode_awareness_update(awareness_update, max_state_bytes=limit)
-        self._check_ownership(member, entries)
-        accepted = [entry for entry in entries if self._record(member, entry)]
+        accepted = self._awareness.record_local(peer.id, peer.principal, entries)
         if not accepted:
             return
         encoded = encode_awareness_update(accepted)
         await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), peer)
         await run_hooks(self._hooks.on_awareness, self.document_id, encoded, peer)
 
-    def _check_ownership(self, member: _Member, entries: Sequence[AwarenessEntry]) -> None:
-        """Refuse the whole update if it touches a client id another user's peer holds.
-
-        A peer of the same user may take a client id over: a reconnecting tab keeps its
-        id while the server may not have noticed that its old connection died.
-        """
-        user_id = member.peer.principal.user_id
-        for entry in entries:
-            owner = self._owner_of(entry.client_id)
-            if owner is None or owner is member:
-                continue
-            if user_id is None or owner.peer.principal.user_id != user_id:
-                raise Forbidden("Awareness client id of another peer", code="awareness_not_owned")
-        claimed = member.client_ids | {entry.client_id for entry in entries}
-        if len(claimed) > self._limits.max_awareness_clients:
-            raise Invalid("Too many awareness client ids", code="too_many_awareness_clients")
-
-    def _record(self, member: _Member, entry: AwarenessEntry) -> bool:
-        """Store an entry unless it is stale (as y-protocols decides); claim its client id."""
-        if self._is_stale(entry):
-            return False
-        previous = self._owner_of(entry.client_id)
-        if previous is not None:
-            previous.client_ids.discard(entry.client_id)
-        self._awareness[entry.client_id] = (entry.clock, entry.state)
-        self._owners[entry.client_id] = member.peer.id
-        member.client_ids.add(entry.client_id)
-        return True
-
-    def _is_stale(self, entry: AwarenessEntry) -> bool:
-        current = self._awareness.get(entry.client_id)
-        if current is None:
-            return False
-        clock, state = current
-        removes = entry.state is None and state is not None
-        return entry.clock < clock or (entry.clock == clock and not removes)
-
     async def apply_remote_awareness(self, awareness_update: bytes) -> None:
-        """Record and send to every local peer the awareness entries another node relayed.
-
-        Ownership is per node: a relayed entry frees its client id from a local peer (the
-        client moved to another node), so that peer leaving will not remove the entry.
-        """
+        """Record and send to every local peer the awareness entries another node relayed."""
         limit = self._limits.max_awareness_bytes
         entries = decode_awareness_update(awareness_update, max_state_bytes=limit)
-        accepted = [entry for entry in entries if self._record_remote(entry)]
+        accepted = self._awareness.record_remote(entries)
         if accepted:
             encoded = encode_awareness_update(accepted)
             await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), None)
 
-    def _record_remote(self, entry: AwarenessEntry) -> bool:
-        if self._is_stale(entry):
-            return False
-        previous = self._owner_of(entry.client_id)
-        if previous is not None:
-            previous.client_ids.discard(entry.client_id)
-            del self._owners[entry.client_id]
-        self._awareness[entry.client_id] = (entry.clock, entry.state)
-        return True
-
-    def _owner_of(self, client_id: int) -> _Member | None:
-        owner_id = self._owners.get(client_id)
-        return None if owner_id is None else self._members[owner_id]
-
     def awareness_of(self, client_id: int) -> tuple[int, dict[str, Any] | None] | None:
         """The clock and state recorded for an awareness client id, if any."""
-        return self._awareness.get(client_id)
+        return self._awareness.state_of(client_id)
 
     def awareness_snapshot(self) -> bytes:
         """Every present client's state as one awareness update, for a peer that joins."""
-        return encode_awareness_update(
-            [
-                AwarenessEntry(client_id, clock, state)
-                for client_id, (clock, state) in self._awareness.items()
-                if state is not None
-            ]
-        )
+        return self._awareness.snapshot()
 
     async def remove_peer(self, peer: Peer) -> None:
         """Drop the peer and tell the others its awareness states are gone (no ghosts)."""
@@ -444,12 +428,8 @@ class DocumentRoom:
         if member is None or member.peer is not peer:
             return
         del self._members[peer.id]
-        removed = []
-        for client_id in member.client_ids:
-            clock, state = self._awareness.pop(client_id)
-            del self._owners[client_id]
-            if state is not None:
-                removed.append(AwarenessEntry(client_id, clock + 1, None))
+        self._held.drop(peer.id, "not_joined")
+        removed = self._awareness.forget_peer(peer.id)
         if removed:
             encoded = encode_awareness_update(removed)
             await self._broadcast(lambda p: p.send_awareness(self.document_id, encoded), None)
@@ -467,15 +447,23 @@ class DocumentRoom:
             member.level = level
         await self._send_to(member.peer, lambda p: p.send_level(self.document_id, level))
 
-    async def drain(self) -> None:
+    async def saved_by(self, deadline: float) -> None:
+        """Return once everything the room applied so far is in the log; raise Unavailable
+        "store_unavailable" if that has not happened by `deadline` (event loop time)."""
+        async with self._lock:
+            durable = self._durability.waiter()
+        await self._acked_by(deadline, durable)
+
+    async def drain(self, give_up_after: float | None = None) -> None:
         """Wait until every update handed to the room so far is applied or refused, and
-        logged: a debt of failed appends is written once more (a failure is only logged:
-        the peers still hold those changes and send them when they sync again)."""
+        logged: a debt of failed appends is written again until it is, or `give_up_after`
+        (a failure is only logged: the senders were never told those changes were saved,
+        so they send them again when they sync)."""
         async with self._lock:
             durable = self._durability.waiter()
         try:
-            await durable
-        except Unavailable:
+            await asyncio.wait_for(asyncio.shield(durable), give_up_after)
+        except (Unavailable, TimeoutError):
             debt = self._durability.debt
             logger.error("%s closes with %d updates not logged", self.document_id, debt)
 
@@ -483,6 +471,8 @@ class DocumentRoom:
         """Refuse updates and peers from now on: the room is being unloaded."""
         self._closed = True
         self._drop_shadow()
+        self._held.drop_all("room_closed")
+        self._durability.close()
 
     async def _broadcast(self, send: Callable[[Peer], Awaitable[None]], skip: Peer | None) -> None:
         for member in list(self._members.values()):

@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.collab.access import content_item_id
 from realtime_cms.collab.manager import RoomManager
+from realtime_cms.collab.peer import Peer
 from realtime_cms.collab.protocol import AwarenessEntry, encode_awareness_update
 from realtime_cms.collab.relay import Relay
-from realtime_cms.collab.room import DocumentRoom, Peer
+from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.collab.store import StoredDocument
 from realtime_cms.content import conflicts, textdiff
 from realtime_cms.content.materialize import (
@@ -294,7 +295,7 @@ class ContentBinding:
             live = room.sync_step1_reply(EMPTY_VECTOR)
             planned = await asyncio.to_thread(_plan, live, body, fields, base)
             if planned.update is not None:
-                await room.apply_update(peer, planned.update)
+                await room.apply_update(peer, planned.update, hold=False)
             after = await asyncio.to_thread(_state_of_update, room.sync_step1_reply(EMPTY_VECTOR))
         finally:
             await self.rooms.leave(doc_id, peer)

@@ -4,6 +4,11 @@
 as the live document `content:<id>` holds them. `materialize` writes a state into
 `content_items` and `custom_field_values`, validating every value first: an invalid one is
 not written (the last valid value stays) and is reported by field name instead.
+
+REST refuses text with NUL characters (U+0000), but live editing can type them: into the
+body, where `content_body` gets the text without them (the live document keeps what was
+typed), so SQL holds the same text on every backend; into a title or excerpt, which is then
+refused like any invalid value.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from realtime_cms.notifications.producers import mentioned
 STANDARD_FIELDS = ("title", "excerpt", "slug")
 TITLE_MAX = 255
 SLUG_MAX = 255
+NUL = "\x00"
 # Yjs hands every number over as a float; whole numbers up to here are integers.
 _MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -103,12 +109,18 @@ async def sql_state(db: AsyncSession, item_id: int) -> ContentState | None:
     return ContentState.of(item.content_body, fields)
 
 
+def _no_nul(value: str) -> str:
+    if NUL in value:
+        raise FieldValueError("must not contain NUL characters (U+0000)")
+    return value
+
+
 def _check_title(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FieldValueError("a title is required")
     if len(value) > TITLE_MAX:
         raise FieldValueError(f"at most {TITLE_MAX} characters")
-    return value
+    return _no_nul(value)
 
 
 def _check_excerpt(value: Any) -> str | None:
@@ -116,7 +128,7 @@ def _check_excerpt(value: Any) -> str | None:
         raise FieldValueError("expected text")
     if value is not None and len(value) > MAX_TEXT:
         raise FieldValueError(f"at most {MAX_TEXT} characters")
-    return value
+    return None if value is None else _no_nul(value)
 
 
 async def _check_slug(db: AsyncSession, item: ContentItem, value: Any) -> str:
@@ -145,7 +157,7 @@ async def _standard(
 ) -> dict[str, Any]:
     """The valid standard column values of `state`; the refused ones go to `errors`."""
     fields = state.fields
-    values: dict[str, Any] = {"content_body": state.body}
+    values: dict[str, Any] = {"content_body": state.body.replace(NUL, "")}
     checks = {
         "title": lambda: _check_title(fields.get("title")),
         "excerpt": lambda: _check_excerpt(fields.get("excerpt")),

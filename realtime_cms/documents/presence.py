@@ -7,6 +7,11 @@ connections to the registry, one entry per connection that expires unless the no
 refreshes it, so a crashed node's entries lapse by themselves. The registry is a Redis hash
 per document when Redis is configured (field `<node>:<peer id>`), process memory otherwise.
 Joins and leaves are also written to `presence_tracking` and `presence_events`.
+
+A user can be deleted while their sockets are still seated. Their rows go with them
+(ON DELETE CASCADE), and presence forgets their connections: when a join or leave finds
+the user gone (the rows' foreign key refuses it), and on each refresh, which checks that
+the users it re-announces still exist. Neither is an error: it is logged once, at INFO.
 """
 
 from __future__ import annotations
@@ -27,13 +32,15 @@ from typing import Protocol, Self
 import sqlalchemy as sa
 from redis.asyncio import Redis
 from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.collab.hooks import Hooks
-from realtime_cms.collab.room import Peer
+from realtime_cms.collab.peer import Peer
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.documents.schemas import PresentUserOut
 from realtime_cms.models.analytics import PresenceEvent
+from realtime_cms.models.auth import User
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.realtime import PresenceTracking
 
@@ -269,21 +276,54 @@ class Presence:
         await self._registry.put(document_id, entries, self._ttl)
 
     async def _record(self, document_id: str, user_id: int, event: str, peer: Peer) -> None:
-        async with transaction(self._sessions) as db:
-            await db.execute(_touch(db, user_id, document_id))
-            db.add(
-                PresenceEvent(
-                    user_id=user_id,
-                    event_type=event,
-                    target_type=ENTITY_TYPE,
-                    target_id=document_id,
-                    details={"node": self.node_id, "connection": peer.id},
+        try:
+            async with transaction(self._sessions) as db:
+                await db.execute(_touch(db, user_id, document_id))
+                db.add(
+                    PresenceEvent(
+                        user_id=user_id,
+                        event_type=event,
+                        target_type=ENTITY_TYPE,
+                        target_id=document_id,
+                        details={"node": self.node_id, "connection": peer.id},
+                    )
                 )
-            )
+        except IntegrityError:
+            if await self._existing({user_id}):
+                raise
+            await self._forget(user_id)
+
+    async def _existing(self, user_ids: set[int]) -> set[int]:
+        """Which of `user_ids` still have an account."""
+        async with transaction(self._sessions) as db:
+            found = await db.scalars(sa.select(User.id).where(User.id.in_(user_ids)))
+            return set(found)
+
+    async def _forget(self, user_id: int) -> None:
+        """Drop every connection of a deleted user from this node's presence."""
+        logger.info("user %s no longer exists; forgetting their presence", user_id)
+        for document_id, connections in list(self._local.items()):
+            names = [name for name, (owner, _) in connections.items() if owner == user_id]
+            for name in names:
+                del connections[name]
+            if not connections:
+                self._local.pop(document_id, None)
+            if names:
+                await self._registry.remove(document_id, *names)
+
+    async def _forget_deleted_users(self) -> None:
+        seated = {user_id for users in self._local.values() for user_id, _ in users.values()}
+        if seated:
+            for user_id in seated - await self._existing(seated):
+                await self._forget(user_id)
 
     async def _refresh_forever(self) -> None:
         while True:
             await asyncio.sleep(self._refresh)
+            try:
+                await self._forget_deleted_users()
+            except Exception:  # refresh the others all the same; the next round checks again
+                logger.exception("checking the users present on this node failed")
             for document_id, connections in list(self._local.items()):
                 try:
                     await self._publish(document_id, dict(connections))

@@ -100,29 +100,32 @@ async def _recipients(db: AsyncSession, users: Sequence[int]) -> list[User]:
     return [found[uid] for uid in wanted if found[uid].is_active]
 
 
-def _texts(
+async def _texts(
     template: NotificationTemplate | None,
     title: str | None,
     message: str | None,
     context: Mapping[str, Any],
     users: Sequence[User],
 ) -> dict[int, _Text]:
-    """Every recipient's text, rendered before anything is stored."""
+    """Every recipient's text, rendered (off the event loop) before anything is stored."""
     if template is None:
         assert title is not None and message is not None
         text = _Text(title[: templates.SUBJECT_MAX], message[:MAX_MESSAGE], title)
         return {user.id: text for user in users}
-    texts = {}
-    for user in users:
-        recipient = {
+    recipients = [
+        {
             "id": user.id,
             "username": user.username,
             "first_name": user.first_name,
             "last_name": user.last_name,
         }
-        subject, body = templates.render(template, context, recipient)
-        texts[user.id] = _Text(subject, body, subject)
-    return texts
+        for user in users
+    ]
+    rendered = await templates.render_all(template, context, recipients)
+    return {
+        user.id: _Text(subject, body, subject)
+        for user, (subject, body) in zip(users, rendered, strict=True)
+    }
 
 
 async def _source(
@@ -166,7 +169,7 @@ async def notify(
     source = await _source(db, template, title, message, context)
     category = await require_category(db, category_id) if category_id is not None else None
     recipients = await _recipients(db, users)
-    texts = _texts(source, title, message, context, recipients)
+    texts = await _texts(source, title, message, context, recipients)
     chosen = await preferences.resolve(db, [user.id for user in recipients], category, now)
     allowed = set(source.channels or []) if source is not None else set(CHANNELS)
     kind = source.type if source is not None and type == "info" else type

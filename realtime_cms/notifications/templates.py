@@ -1,75 +1,52 @@
 """Notification templates: sandboxed Jinja2 subjects and bodies with declared variables.
 
 A template is checked when saved (syntax, no `_`-prefixed attribute access, every variable
-it reads declared in `variables`) and again when used (the context must hold exactly the
-declared variables). Rendering runs in `ImmutableSandboxedEnvironment` with
-`StrictUndefined`; anything a rendering raises becomes a 422, never a 500. Every template
-may also read `recipient` (`id`, `username`, `first_name`, `last_name`) without declaring it.
+it reads declared in `variables`, and a trial rendering on sample values within the
+rendering budget) and again when used (the context must hold exactly the declared
+variables). Rendering runs in the budgeted sandbox of `sandbox.py` (`StrictUndefined`), in
+renderer processes off the event loop (`rendering.py`); anything a rendering raises
+becomes a 422, never a 500. Every template may also read `recipient` (`id`, `username`,
+`first_name`, `last_name`) without declaring it.
 """
 
 from __future__ import annotations
 
-import operator
-from collections.abc import Iterator, Mapping
-from typing import Any
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateSyntaxError, meta, nodes
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.audit import record
 from realtime_cms.errors import Conflict, NotFound, Unprocessable
 from realtime_cms.models.notifications import NotificationTemplate
+from realtime_cms.notifications import rendering
+from realtime_cms.notifications.rendering import ENV, RECIPIENT
 from realtime_cms.notifications.schemas import MAX_MESSAGE
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
 from realtime_cms.uniqueness import taken
 
-RECIPIENT = "recipient"
+log = logging.getLogger(__name__)
+
 TEMPLATE_FIELDS = ("subject_template", "body_template")
-SUBJECT_MAX = 255
-# Bounds on what one rendering may build, so a template cannot exhaust the server.
-_MAX_RANGE = 1000
-_MAX_SEQUENCE = 100_000
-_MAX_EXPONENT = 64
-
-
-def _bounded_range(*args: int) -> range:
-    values = range(*args)
-    if len(values) > _MAX_RANGE:
-        raise SecurityError(f"range() is limited to {_MAX_RANGE} items in templates")
-    return values
-
-
-class _Environment(ImmutableSandboxedEnvironment):
-    """The sandbox, with `*` and `**` bounded (they can build huge strings or numbers)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, op: str, left: Any, right: Any) -> Any:
-        if op == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponents above {_MAX_EXPONENT} are refused in templates")
-        if op == "*":
-            for size, times in ((left, right), (right, left)):
-                if (
-                    isinstance(size, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(size) * times > _MAX_SEQUENCE
-                ):
-                    raise SecurityError("the repeated sequence would be too long")
-        return operator.pow(left, right) if op == "**" else operator.mul(left, right)
-
-
-def _environment() -> _Environment:
-    env = _Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
-    env.globals["range"] = _bounded_range
-    return env
-
-
-ENV = _environment()
+SUBJECT_MAX = rendering.SUBJECT_MAX
+# Every recipient's subject and body of one send are rendered within this many seconds.
+SEND_SECONDS = 10.0
+# Renderer processes, started on first use. Processes, not threads: a costly rendering in a
+# thread still takes turns with the event loop for the interpreter, and every hand-over
+# costs the loop up to a switch interval (a 1 s rendering once held an unrelated request
+# for 0.5 s). A process also has its own memory limit (`rendering.MEMORY_BYTES`).
+RENDERERS = 2
+_pool: ProcessPoolExecutor | None = None
+_T = TypeVar("_T")
 
 
 def _refuse(code: str, message: str, where: str, *, line: int | None = None) -> Unprocessable:
@@ -122,47 +99,75 @@ def check_context(template: NotificationTemplate, context: Mapping[str, Any]) ->
         raise _refuse("template_extra_variables", message, "context")
 
 
-def _render_one(source: str, values: Mapping[str, Any], limit: int) -> str:
-    parts: list[str] = []
-    size = 0
-    for chunk in ENV.from_string(source).generate(values):
-        size += len(chunk)
-        if size > limit:
-            raise _refuse(
-                "template_output_too_large", f"renders over {limit} characters", "context"
-            )
-        parts.append(chunk)
-    return "".join(parts)
+def _renderers() -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ProcessPoolExecutor(
+            max_workers=RENDERERS,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=rendering.limit_memory,
+        )
+    return _pool
 
 
-def render(
-    template: NotificationTemplate, context: Mapping[str, Any], recipient: Mapping[str, Any]
-) -> tuple[str, str]:
-    """The (subject, body) for one recipient; Unprocessable for anything that goes wrong."""
-    values = {**context, RECIPIENT: dict(recipient)}
+async def _in_renderer(work: Callable[[], _T]) -> _T:
+    """Run `work` in a renderer process; a process that died is replaced (and reported)."""
+    global _pool
     try:
-        subject = _render_one(template.subject_template, values, MAX_MESSAGE)
-        body = _render_one(template.body_template, values, MAX_MESSAGE)
-    except Unprocessable:
-        raise
-    except SecurityError as exc:
-        raise _refuse("template_unsafe", f"refused by the sandbox: {exc}", "context") from exc
-    except Exception as exc:  # StrictUndefined, filters, arithmetic, recursion: all the caller's
-        message = f"rendering failed: {type(exc).__name__}: {exc}"
-        raise _refuse("template_render_failed", message[:500], "context") from exc
-    title = " ".join(subject.split())
-    if not title:
-        raise _refuse("template_render_failed", "the subject renders empty", "context")
-    return title[:SUBJECT_MAX], body
+        return await asyncio.get_running_loop().run_in_executor(_renderers(), work)
+    except BrokenProcessPool as exc:
+        log.warning("a template renderer process died; starting new ones")
+        broken, _pool = _pool, None
+        if broken is not None:
+            broken.shutdown(wait=False, cancel_futures=True)
+        raise _refuse(
+            "template_render_failed", "the rendering ran out of memory or crashed", "context"
+        ) from exc
+
+
+async def render_all(
+    template: NotificationTemplate,
+    context: Mapping[str, Any],
+    recipients: Sequence[Mapping[str, Any]],
+) -> list[tuple[str, str]]:
+    """The (subject, body) of each recipient, in order; Unprocessable if any goes wrong.
+
+    Rendered in a renderer process, each rendering within the budget of `sandbox.py` and
+    the whole send within `SEND_SECONDS`: a costly template fails alone, and the event loop
+    (even its share of the interpreter) stays with other requests meanwhile.
+    """
+    work = partial(
+        rendering.render_texts,
+        (template.subject_template, template.body_template),
+        dict(context),
+        [dict(recipient) for recipient in recipients],
+        limit=MAX_MESSAGE,
+        seconds=SEND_SECONDS,
+    )
+    result = await _in_renderer(work)
+    if isinstance(result, rendering.Failure):
+        raise _refuse(result.code, result.message, "context")
+    return result
+
+
+async def check_cost(source: str, where: str, declared: Sequence[str]) -> None:
+    """Unprocessable if a trial rendering of `source` on sample values is over budget or
+    refused by the sandbox."""
+    work = partial(rendering.trial, source, list(declared), limit=MAX_MESSAGE, seconds=SEND_SECONDS)
+    failure = await _in_renderer(work)
+    if failure is not None:
+        raise _refuse(failure.code, failure.message, where)
 
 
 # --- CRUD --------------------------------------------------------------------------------------
 
 
-def _check_template(values: Mapping[str, Any]) -> None:
-    declared = set(values["variables"] or [])
+async def _check_template(values: Mapping[str, Any]) -> None:
+    declared = values["variables"] or []
     for name in TEMPLATE_FIELDS:
-        check_source(values[name], name, declared)
+        check_source(values[name], name, set(declared))
+    for name in TEMPLATE_FIELDS:
+        await check_cost(values[name], name, declared)
 
 
 async def get_template(
@@ -199,7 +204,7 @@ async def create_template(
 ) -> NotificationTemplate:
     """Store a template once its subject and body check out; audited."""
     authorize(principal, "notifications.manage")
-    _check_template(values)
+    await _check_template(values)
     await _ensure_unique(db, values["name"], None)
     template = NotificationTemplate(**values)
     db.add(template)
@@ -224,7 +229,7 @@ async def update_template(
     merged = {
         name: wanted.get(name, getattr(template, name)) for name in (*TEMPLATE_FIELDS, "variables")
     }
-    _check_template(merged)
+    await _check_template(merged)
     if "name" in wanted:
         await _ensure_unique(db, wanted["name"], template.template_id)
     for key, value in wanted.items():

@@ -39,6 +39,16 @@ PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
     }
 )
 
+# Scopes an API token may carry besides permissions. They are no permissions (no role holds
+# them, any user may put them on their own token): they cap the token's level on live
+# documents, which a token without any of them (or `documents.admin`) cannot reach at all.
+TOKEN_SCOPES: MappingProxyType[str, str] = MappingProxyType(
+    {
+        "documents.read": "Read the live documents the owner may read (level read at most)",
+        "documents.write": "Read and change the live documents the owner may (level write at most)",
+    }
+)
+
 _EDITOR = frozenset(
     {
         "users.view",

@@ -17,7 +17,7 @@ from typing import Self
 
 from realtime_cms.collab.access import content_item_id
 from realtime_cms.collab.hooks import Hooks
-from realtime_cms.collab.room import Peer
+from realtime_cms.collab.peer import Peer
 from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.errors import Invalid, NotFound

@@ -42,3 +42,9 @@ export function when (iso) {
   const date = new Date(iso)
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' })
 }
+
+/** The nonce this page's Content-Security-Policy admits <style> elements by (handlers/pages.py
+ * puts it on the stylesheet link; browsers hide the attribute but keep the `nonce` property). */
+export function styleNonce () {
+  return document.querySelector('link[rel="stylesheet"][nonce]')?.nonce || ''
+}

@@ -125,6 +125,26 @@ async def test_logins_are_rate_limited_per_account_with_retry_after(harness: Har
     assert (await post_login(harness, unique())).status == 401  # other accounts are unaffected
 
 
+async def test_the_username_and_the_email_of_an_account_share_one_budget(
+    harness: Harness,
+) -> None:
+    name = unique()
+    await harness.add_user(name, "viewer", email=f"{name}@example.com")
+    limit = harness.app[keys.SETTINGS].login_rate_limit
+    for attempt in range(limit):
+        login = name if attempt % 2 else f"{name.upper()}@example.com"
+        assert (await post_login(harness, login, "wrong password here")).status == 401
+    for login in (name, f"{name}@example.com"):
+        assert (await post_login(harness, login)).status == 429
+
+
+async def test_an_unknown_login_is_limited_like_an_account(harness: Harness) -> None:
+    limit = harness.app[keys.SETTINGS].login_rate_limit
+    for name in (unique(), f"{unique()}@example.com"):
+        answers = [(await post_login(harness, name)).status for _ in range(limit + 1)]
+        assert answers == [401] * limit + [429]
+
+
 async def test_a_successful_login_resets_the_account_counter(harness: Harness) -> None:
     name = unique()
     await harness.add_user(name, "viewer")

@@ -199,3 +199,57 @@ async def test_using_an_api_token_records_when_it_was_last_used(harness: Harness
         sa.select(ApiToken.last_used_at).where(ApiToken.id == created["id"])
     )
     assert used is not None
+
+
+async def user_manager_role(harness: Harness) -> str:
+    """A new role holding users.view and users.manage only."""
+    name = unique()
+    body = {"name": name, "permissions": ["users.view", "users.manage"]}
+    assert (await harness.call("POST", "/api/v1/roles", role="admin", json=body)).status == 201
+    return name
+
+
+async def test_a_user_manager_cannot_revoke_the_api_token_of_someone_holding_more(
+    harness: Harness,
+) -> None:
+    name = unique()
+    await harness.add_user(name, "editor")
+    created = await new_api_token(harness, await harness.login(name), ["content.view"])
+    api_token = (await created.json())["data"]
+    manager = unique()
+    await harness.add_user(manager, await user_manager_role(harness))
+    path = f"/api/v1/auth/tokens/{api_token['id']}"
+    response = await harness.call("DELETE", path, token=await harness.login(manager))
+    assert response.status == 403
+    assert (await response.json())["code"] == "target_outranks_you"
+    me = await harness.call("GET", "/api/v1/auth/me", token=api_token["token"])
+    assert me.status == 200
+
+
+async def test_document_scopes_are_accepted_without_being_permissions(harness: Harness) -> None:
+    name = unique()
+    await harness.add_user(name, "viewer")
+    session = await harness.login(name)
+    response = await new_api_token(harness, session, ["documents.write", "documents.read"])
+    created = (await response.json())["data"]
+    assert response.status == 201, created
+    assert created["scopes"] == ["documents.read", "documents.write"]
+    me = await harness.call("GET", "/api/v1/auth/me", token=created["token"])
+    assert (await me.json())["data"]["permissions"] == []
+
+
+async def test_the_documents_admin_scope_must_be_held_like_any_permission(
+    harness: Harness,
+) -> None:
+    refused = await new_api_token(harness, harness.tokens["editor"], ["documents.admin"])
+    assert refused.status == 403 and (await refused.json())["code"] == "scope_not_held"
+    granted = await new_api_token(harness, harness.tokens["admin"], ["documents.admin"])
+    assert granted.status == 201
+
+
+async def test_the_openapi_document_explains_what_token_scopes_do(harness: Harness) -> None:
+    document = await (await harness.call("GET", "/api/v1/openapi.json")).json()
+    schemas = document["components"]["schemas"]
+    for model in ("ApiTokenCreate", "ApiTokenOut"):
+        described = schemas[model]["properties"]["scopes"]["description"]
+        assert "documents.read" in described and "documents.write" in described, model

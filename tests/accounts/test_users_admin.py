@@ -7,7 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from realtime_cms.models.analytics import AuditLog
-from tests.accounts.support import assert_all_revoked, sign_in_everywhere, unique
+from realtime_cms.models.auth import User
+from realtime_cms.rbac.catalog import PERMISSIONS
+from tests.accounts.support import assert_all_revoked, new_api_token, sign_in_everywhere, unique
 from tests.support.harness import PASSWORD, Harness
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -180,18 +182,21 @@ async def test_admins_cannot_lock_themselves_out(harness: Harness) -> None:
         assert response.status == 409 and (await response.json())["code"] == "self_lockout"
 
 
-async def test_the_last_active_admin_cannot_be_deactivated_or_deleted(harness: Harness) -> None:
+async def signed_in_manager(harness: Harness, *permissions: str) -> str:
+    """A session of a new user whose one custom role holds `permissions`."""
     role = unique()
     created = await harness.call(
-        "POST",
-        "/api/v1/roles",
-        role="admin",
-        json={"name": role, "permissions": ["users.view", "users.manage"]},
+        "POST", "/api/v1/roles", role="admin", json={"name": role, "permissions": permissions}
     )
-    assert created.status == 201
+    assert created.status == 201, await created.text()
     manager = unique()
     await harness.add_user(manager, role)
-    token = await harness.login(manager)
+    return await harness.login(manager)
+
+
+async def test_the_last_active_admin_cannot_be_deactivated_or_deleted(harness: Harness) -> None:
+    # Someone holding every permission without the admin role: nobody else may act on an admin.
+    token = await signed_in_manager(harness, *PERMISSIONS)
     admin = f"/api/v1/users/{harness.users['admin'].id}"
     for method, path, body in (
         ("POST", f"{admin}/deactivate", None),
@@ -214,3 +219,83 @@ async def test_deleting_a_user_is_audited(harness: Harness) -> None:
         )
     )
     assert entry is not None and user["username"] in (entry.details or "")
+
+
+# Nobody changes an account holding permissions they lack
+
+
+async def assert_outranked(response: Any) -> None:
+    body = await response.json()
+    assert response.status == 403 and body["code"] == "target_outranks_you", body
+
+
+async def test_a_user_manager_cannot_set_an_admins_password(harness: Harness) -> None:
+    token = await signed_in_manager(harness, "users.view", "users.manage")
+    admin = await harness.add_user(unique(), "admin")
+    response = await harness.call(
+        "POST", f"/api/v1/users/{admin.id}/password", token=token, json={"password": NEW_PASSWORD}
+    )
+    await assert_outranked(response)
+    assert (await harness.login(admin.username)).startswith("rcs_")
+
+
+async def test_a_user_manager_cannot_change_an_admins_email_or_name(harness: Harness) -> None:
+    token = await signed_in_manager(harness, "users.view", "users.manage")
+    admin = await harness.add_user(unique(), "admin")
+    for change in ({"email": f"{unique()}@example.com"}, {"username": unique()}):
+        response = await harness.call(
+            "PATCH", f"/api/v1/users/{admin.id}", token=token, json=change
+        )
+        await assert_outranked(response)
+    stored = await harness.scalar(sa.select(User).where(User.id == admin.id))
+    assert (stored.email, stored.username) == (admin.email, admin.username)
+
+
+async def test_a_user_manager_cannot_deactivate_or_delete_someone_holding_more(
+    harness: Harness,
+) -> None:
+    token = await signed_in_manager(harness, "users.view", "users.manage")
+    editor = await harness.add_user(unique(), "editor")
+    path = f"/api/v1/users/{editor.id}"
+    for method, suffix, body in (
+        ("POST", "/deactivate", None),
+        ("PATCH", "", {"is_active": False}),
+        ("DELETE", "", None),
+    ):
+        await assert_outranked(await harness.call(method, path + suffix, token=token, json=body))
+    assert (await harness.login(editor.username)).startswith("rcs_")
+
+
+async def test_a_user_manager_cannot_reactivate_someone_holding_more(harness: Harness) -> None:
+    token = await signed_in_manager(harness, "users.view", "users.manage")
+    admin = await harness.add_user(unique(), "admin", is_active=False)
+    response = await harness.call("POST", f"/api/v1/users/{admin.id}/activate", token=token)
+    await assert_outranked(response)
+    assert await harness.scalar(sa.select(User.is_active).where(User.id == admin.id)) is False
+
+
+async def test_a_user_manager_still_manages_users_holding_nothing_more(harness: Harness) -> None:
+    token = await signed_in_manager(harness, "users.view", "users.manage", "sites.view")
+    peer = await harness.add_user(unique())
+    path = f"/api/v1/users/{peer.id}"
+    patched = await harness.call("PATCH", path, token=token, json={"first_name": "Grace"})
+    assert patched.status == 200, await patched.text()
+    password = await harness.call(
+        "POST", f"{path}/password", token=token, json={"password": NEW_PASSWORD}
+    )
+    assert password.status == 204
+    assert (await harness.call("POST", f"{path}/deactivate", token=token)).status == 200
+    assert (await harness.call("DELETE", path, token=token)).status == 204
+
+
+async def test_an_admins_api_token_acts_with_its_scopes_not_the_admins_permissions(
+    harness: Harness,
+) -> None:
+    created = await new_api_token(harness, harness.tokens["admin"], ["users.view", "users.manage"])
+    assert created.status == 201
+    token = (await created.json())["data"]["token"]
+    editor = await harness.add_user(unique(), "editor")
+    response = await harness.call(
+        "POST", f"/api/v1/users/{editor.id}/password", token=token, json={"password": NEW_PASSWORD}
+    )
+    await assert_outranked(response)

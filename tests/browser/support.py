@@ -46,6 +46,14 @@ CHROMIUM_ARGS = [
 # Generous: two browsers, a server and its group commits share two CI cores.
 WAIT_MS = 30_000
 expect.set_options(timeout=WAIT_MS)
+# Every page keeps the Content-Security-Policy violations it saw (the console says too, but
+# this says which directive refused what).
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = []
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.cspViolations.push({ directive: event.effectiveDirective, blocked: event.blockedURI })
+})
+"""
 
 
 def require_chromium() -> str:
@@ -224,6 +232,11 @@ class Person:
         """Wait until every local change is acknowledged as durable."""
         await expect(self.page.locator(".saved")).to_have_attribute("data-state", "saved")
 
+    async def csp_violations(self) -> list[dict[str, str]]:
+        """What the page's Content-Security-Policy refused so far: `{directive, blocked}`."""
+        found: list[dict[str, str]] = await self.page.evaluate("() => window.cspViolations")
+        return found
+
 
 async def open_editor(
     browser: Browser,
@@ -233,9 +246,14 @@ async def open_editor(
     item_id: int,
     *,
     viewport: ViewportSize | None = None,
+    ignore_https_errors: bool = False,
 ) -> Person:
     """A new browser context signed in as `user` (cookie from the REST login) on the editor."""
-    context = await browser.new_context(viewport=viewport or {"width": 1280, "height": 860})
+    context = await browser.new_context(
+        viewport=viewport or {"width": 1280, "height": 860},
+        ignore_https_errors=ignore_https_errors,
+    )
+    await context.add_init_script(RECORD_CSP_VIOLATIONS)
     page = await context.new_page()
     errors: list[str] = []
 

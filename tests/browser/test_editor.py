@@ -213,6 +213,31 @@ async def test_edits_made_offline_sync_on_reconnect(
     await close_all(ada, ed)
 
 
+async def test_a_locked_database_shows_not_saved_yet_until_the_edit_is_saved(
+    server: Server, browser: Browser, admin: Rest
+) -> None:
+    """The store is locked by another writer (a real SQLite exclusive lock): the edit is
+    applied but not committed, the ack deadline (10 s) answers `store_unavailable`, and the
+    badge says "Not saved yet" instead of waiting silently; once the lock is gone the
+    provider's sync rounds see it saved."""
+    item_id = await new_item(admin, "Locked store", "Line one.\n")
+    ed = await open_editor(browser, server, "editor", server.logins["editor"], item_id)
+    await ed.saved()
+    badge = ed.page.locator(".saved")
+    lock = sqlite3.connect(server.database, timeout=30, isolation_level=None)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        await ed.type_at_end("Typed while the store is locked.")
+        await expect(badge).to_have_attribute("data-state", "not_saved", timeout=40_000)
+        await expect(badge).to_contain_text("Not saved yet")
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    await expect(badge).to_have_attribute("data-state", "saved", timeout=40_000)
+    await eventually(lambda: _body_has(admin, item_id, "Typed while the store is locked."))
+    await close_all(ed)
+
+
 async def _body_has(rest: Rest, item_id: int, text: str) -> dict[str, Any] | None:
     item: dict[str, Any] = await rest.call("GET", f"/api/v1/content-items/{item_id}")
     return item if text in item["body"] else None

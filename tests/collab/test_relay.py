@@ -17,7 +17,7 @@ from realtime_cms.collab.protocol import AwarenessEntry, ProtocolError, encode_a
 from realtime_cms.collab.relay import Relay, decode_message, encode_message
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.db import create_engine, session_factory
-from tests.collab.test_room import RecordingPeer, text_of
+from tests.collab.test_room import RecordingPeer, stamped, text_of
 from tests.handlers.test_collab import eventually
 from tests.support.harness import create_schema
 from tests.support.servers import RedisServer, require_binaries
@@ -170,8 +170,9 @@ async def test_awareness_reaches_the_other_node_and_leaving_removes_it_there(
     room_b = await b.rooms.join(document_id, there, "read")
     room_a = await a.rooms.join(document_id, here, "read")
     await room_a.apply_awareness(here, awareness(501, 1, {"cursor": 3}))
-    await eventually(lambda: [AwarenessEntry(501, 1, {"cursor": 3})] in there.awareness)
-    assert room_b.awareness_snapshot() == awareness(501, 1, {"cursor": 3})
+    sent = stamped({"cursor": 3})
+    await eventually(lambda: [AwarenessEntry(501, 1, sent)] in there.awareness)
+    assert room_b.awareness_snapshot() == awareness(501, 1, sent)
     await a.rooms.leave(document_id, here)
     await eventually(lambda: [AwarenessEntry(501, 2, None)] in there.awareness)
     assert room_b.awareness_snapshot() == encode_awareness_update([])

@@ -66,6 +66,7 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Har
     settings = make_settings(
         f"sqlite+aiosqlite:///{database}",
         collab_max_documents=PER_CONNECTION,
+        collab_max_seats_per_user=DOCUMENTS,
         collab_idle_unload_seconds=0.05,
         collab_max_messages_per_second=100_000,
     )

@@ -11,9 +11,21 @@ import pytest
 
 from realtime_cms import keys
 from realtime_cms.client import CollabClient, CollabError
+from realtime_cms.models.auth import User
 from tests.documents.conftest import Connect
 from tests.support.harness import Harness
 from tests.support.live import eventually, grant, new_document
+
+
+async def signed_in_with(harness: Harness, *permissions: str) -> tuple[User, str]:
+    """A new user whose one custom role holds `permissions`, and their session."""
+    role = f"custom-{uuid.uuid4().hex[:8]}"
+    created = await harness.call(
+        "POST", "/api/v1/roles", role="admin", json={"name": role, "permissions": permissions}
+    )
+    await body_of(created, 201)
+    user = await harness.add_user(f"user-{uuid.uuid4().hex[:8]}", role)
+    return user, await harness.login(user.username)
 
 
 def grants_path(document_id: str, user_id: int | None = None) -> str:
@@ -114,24 +126,19 @@ async def test_a_document_admin_manages_its_grants(harness: Harness) -> None:
     }
 
 
-async def test_users_manage_is_enough_without_any_level_on_the_document(
-    harness: Harness,
-) -> None:
-    role = f"people-{uuid.uuid4().hex[:8]}"
-    created = await harness.call(
-        "POST", "/api/v1/roles", role="admin", json={"name": role, "permissions": ["users.manage"]}
-    )
-    await body_of(created, 201)
-    manager = await harness.add_user(f"manager-{uuid.uuid4().hex[:8]}", role)
-    token = await harness.login(manager.username)
+async def test_users_manage_alone_grants_no_level_not_even_to_oneself(harness: Harness) -> None:
+    manager, token = await signed_in_with(harness, "users.view", "users.manage")
     document_id = new_document("grants")
-    response = await harness.call(
-        "PUT",
-        grants_path(document_id, harness.users["viewer"].id),
-        token=token,
-        json={"level": "read"},
-    )
-    await body_of(response, 200)
+    await grant(harness, document_id, "viewer", "read")
+    for method, path, body in (
+        ("PUT", grants_path(document_id, manager.id), {"level": "admin"}),
+        ("PUT", grants_path(document_id, harness.users["viewer"].id), {"level": "admin"}),
+        ("DELETE", grants_path(document_id, harness.users["viewer"].id), None),
+        ("GET", grants_path(document_id), None),
+    ):
+        response = await harness.call(method, path, token=token, json=body)
+        assert (await body_of(response, 403))["code"] == "no_access", (method, path)
+    assert await listed(harness, document_id) == {harness.users["viewer"].id: "read"}
 
 
 async def test_writers_and_strangers_may_not_manage_grants(harness: Harness) -> None:
@@ -244,3 +251,146 @@ async def test_revoking_a_grant_keeps_a_level_rbac_still_gives(
     assert (await harness.call("DELETE", path, role="admin")).status == 204
     await send_edit(client, document_id)
     assert (document_id, None) not in client.permissions
+
+
+# API tokens: their scopes cap the level on every document
+
+
+async def api_token(harness: Harness, session: str, *scopes: str) -> str:
+    response = await harness.call(
+        "POST", "/api/v1/auth/tokens", token=session, json={"name": "ci", "scopes": scopes}
+    )
+    return str((await body_of(response, 201))["data"]["token"])
+
+
+async def granted_owner(harness: Harness, document_id: str, level: str) -> tuple[User, str]:
+    """A new user holding `level` on the document through a grant, and their session."""
+    user, session = await signed_in_with(harness, "sites.view")
+    await body_of(await put_level(harness, document_id, user.id, level), 200)
+    return user, session
+
+
+async def post_edit(harness: Harness, document_id: str, token: str) -> Any:
+    return await harness.call(
+        "POST",
+        f"/api/v1/documents/{document_id}/updates",
+        token=token,
+        data=an_edit("x"),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+
+
+async def test_a_token_without_document_scopes_reaches_no_granted_document(
+    harness: Harness,
+) -> None:
+    document_id = new_document("cap")
+    owner, session = await granted_owner(harness, document_id, "admin")
+    token = await api_token(harness, session, "sites.view")
+    for response in (
+        await harness.call("GET", f"/api/v1/documents/{document_id}", token=token),
+        await post_edit(harness, document_id, token),
+        await harness.call("GET", grants_path(document_id), token=token),
+        await harness.call(
+            "PUT", grants_path(document_id, owner.id), token=token, json={"level": "admin"}
+        ),
+    ):
+        assert (await body_of(response, 403))["code"] == "no_access"
+    assert await listed(harness, document_id) == {owner.id: "admin"}
+
+
+async def test_a_documents_read_token_reads_but_neither_writes_nor_grants(
+    harness: Harness,
+) -> None:
+    document_id = new_document("cap")
+    owner, session = await granted_owner(harness, document_id, "admin")
+    token = await api_token(harness, session, "documents.read")
+    read = await harness.call("GET", f"/api/v1/documents/{document_id}", token=token)
+    assert (await body_of(read, 200))["data"]["level"] == "read"
+    assert (await body_of(await post_edit(harness, document_id, token), 403))["code"] == "read_only"
+    regrant = await harness.call(
+        "PUT", grants_path(document_id, owner.id), token=token, json={"level": "admin"}
+    )
+    assert (await body_of(regrant, 403))["code"] == "permission_denied"
+
+
+async def test_a_documents_write_token_writes_but_cannot_manage_grants(harness: Harness) -> None:
+    document_id = new_document("cap")
+    _, session = await granted_owner(harness, document_id, "admin")
+    token = await api_token(harness, session, "documents.write")
+    read = await harness.call("GET", f"/api/v1/documents/{document_id}", token=token)
+    assert (await body_of(read, 200))["data"]["level"] == "write"
+    await body_of(await post_edit(harness, document_id, token), 200)
+    listing = await harness.call("GET", grants_path(document_id), token=token)
+    assert (await body_of(listing, 403))["code"] == "permission_denied"
+
+
+async def test_a_document_scope_never_raises_a_level_above_the_owners(harness: Harness) -> None:
+    document_id = new_document("cap")
+    _, session = await granted_owner(harness, document_id, "read")
+    token = await api_token(harness, session, "documents.write")
+    read = await harness.call("GET", f"/api/v1/documents/{document_id}", token=token)
+    assert (await body_of(read, 200))["data"]["level"] == "read"
+    assert (await body_of(await post_edit(harness, document_id, token), 403))["code"] == "read_only"
+
+
+async def test_the_cap_applies_to_levels_that_content_rbac_gives(harness: Harness) -> None:
+    document_id = f"content:{await content_item(harness)}"
+    session = harness.tokens["editor"]
+    unscoped = await api_token(harness, session, "content.view", "content.update")
+    read_only = await api_token(
+        harness, session, "content.view", "content.update", "documents.read"
+    )
+    path = f"/api/v1/documents/{document_id}"
+    response = await harness.call("GET", path, token=unscoped)
+    assert (await body_of(response, 403))["code"] == "no_access"
+    response = await harness.call("GET", path, token=read_only)
+    assert (await body_of(response, 200))["data"]["level"] == "read"
+    response = await harness.call("GET", path, role="editor")
+    assert (await body_of(response, 200))["data"]["level"] == "write"
+
+
+async def test_a_documents_admin_token_of_an_admin_administers_any_document(
+    harness: Harness,
+) -> None:
+    document_id = new_document("cap")
+    await grant(harness, document_id, "viewer", "read")
+    token = await api_token(harness, harness.tokens["admin"], "documents.admin")
+    await body_of(await harness.call("GET", grants_path(document_id), token=token), 200)
+    await body_of(await put_level(harness, document_id, harness.users["author"].id, "read"), 200)
+
+
+async def test_a_read_scoped_token_joins_a_live_document_read_only(
+    harness: Harness, connect: Connect
+) -> None:
+    document_id = new_document("cap")
+    _, session = await granted_owner(harness, document_id, "write")
+    client = await connect("", token=await api_token(harness, session, "documents.read"))
+    assert (await client.join(document_id)).role == "read"
+    with pytest.raises(CollabError) as refused:
+        await send_edit(client, document_id)
+    assert refused.value.code == "read_only"
+
+
+async def content_item(harness: Harness) -> int:
+    """A new content item (on a new site and type), created by the editor."""
+    tag = uuid.uuid4().hex[:8]
+    site = await harness.call(
+        "POST",
+        "/api/v1/sites",
+        role="admin",
+        json={"name": f"Site {tag}", "domain": f"s{tag}.example.com"},
+    )
+    kind = await harness.call(
+        "POST", "/api/v1/content-types", role="admin", json={"name": f"Type {tag}"}
+    )
+    item = await harness.call(
+        "POST",
+        "/api/v1/content-items",
+        role="editor",
+        json={
+            "site_id": (await body_of(site, 201))["data"]["id"],
+            "content_type_id": (await body_of(kind, 201))["data"]["id"],
+            "title": f"Item {tag}",
+        },
+    )
+    return int((await body_of(item, 201))["data"]["id"])

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -13,12 +17,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from realtime_cms import keys
 from realtime_cms.app import create_app
 from realtime_cms.db import transaction
-from realtime_cms.documents.presence import Entry, registry_for
+from realtime_cms.documents.presence import Entry, Presence, registry_for
+from realtime_cms.documents.service import RestPeer
 from realtime_cms.models.analytics import PresenceEvent
-from realtime_cms.models.realtime import PresenceTracking
+from realtime_cms.models.auth import User
+from realtime_cms.models.realtime import DocumentPermission, PresenceTracking
+from realtime_cms.principal import Principal
 from tests.documents.conftest import Connect
 from tests.support.harness import Harness
-from tests.support.live import grant, new_document, present, present_soon
+from tests.support.live import eventually, grant, new_document, present, present_soon
 
 
 async def events(harness: Harness, document_id: str, user_id: int) -> list[str]:
@@ -148,3 +155,71 @@ async def test_users_on_another_node_are_listed(
     expected = {"editor1", "author1"} if harness.app[keys.REDIS] is not None else {"editor1"}
     # Without Redis (the embedded single-process mode) each process knows only its own peers.
     assert set(await present(harness, document_id)) == expected
+
+
+async def new_member(harness: Harness, document_id: str) -> tuple[User, str]:
+    """A fresh user with write access to the document, and their session token."""
+    name = f"gone{uuid.uuid4().hex[:10]}"
+    user = await harness.add_user(name, "viewer")
+    async with transaction(harness.app[keys.SESSIONS]) as db:
+        db.add(
+            DocumentPermission(document_id=document_id, user_id=user.id, permission_level="write")
+        )
+    return user, await harness.login(name)
+
+
+def presence_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_deleted_user_still_seated_leaves_without_errors(
+    harness: Harness, connect: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    document_id = await shared_document(harness)
+    user, token = await new_member(harness, document_id)
+    client = await connect("viewer", token=token)
+    await client.join(document_id)
+    assert user.username in await present(harness, document_id)
+    with caplog.at_level(logging.INFO):
+        deleted = await harness.call("DELETE", f"/api/v1/users/{user.id}", role="admin")
+        assert deleted.status == 204, await deleted.text()
+        # The seat ends by the client's disconnect (or the server's, if it drops the socket of
+        # an ended session first); either way the rooms' on_disconnect hook runs.
+        await client.sio.disconnect()
+        await eventually(lambda: any(seat_end_logged(r) for r in caplog.records))
+    assert presence_errors(caplog) == []
+    assert user.username not in await present(harness, document_id)
+
+
+def seat_end_logged(record: logging.LogRecord) -> bool:
+    """What presence logs about a deleted user's seat ending: today an error, else a note."""
+    return record.levelno >= logging.ERROR or "no longer exists" in record.getMessage()
+
+
+async def test_presence_forgets_connections_of_users_that_are_gone(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    document_id = await shared_document(harness)
+    user, _ = await new_member(harness, document_id)
+    registry = registry_for(harness.app[keys.REDIS], harness.app[keys.SETTINGS].redis_prefix)
+    peer = RestPeer(Principal(user_id=user.id, username=user.username))
+    with caplog.at_level(logging.INFO):
+        async with Presence(harness.app[keys.SESSIONS], registry, ttl=5, refresh=0.05) as presence:
+            await presence.joined(document_id, peer)
+            assert [p.username for p in await presence.present(document_id)] == [user.username]
+            async with transaction(harness.app[keys.SESSIONS]) as db:
+                await db.execute(sa.delete(User).where(User.id == user.id))
+            await eventually_async(lambda: presence.present(document_id), [])
+            await presence.left(document_id, peer)
+            other = new_document("after")
+            await presence.joined(other, peer)
+            assert await presence.present(other) == []
+    assert presence_errors(caplog) == []
+
+
+async def eventually_async(read: Callable[[], Awaitable[Any]], expected: Any) -> None:
+    """Poll `read()` until it answers `expected`; a generous bound, not a timing assertion."""
+    deadline = time.monotonic() + 15
+    while (await read()) != expected:
+        assert time.monotonic() < deadline, "presence did not settle"
+        await asyncio.sleep(0.05)

@@ -5,6 +5,7 @@ after commit, and bad frames closing only their own connection."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -110,14 +111,16 @@ async def test_a_sockets_updates_apply_in_order_and_each_ack_follows_its_commit(
         await client.disconnect()
 
 
-async def open_raw(harness: Harness) -> aiohttp.ClientWebSocketResponse:
-    """A bare Engine.IO WebSocket, past its OPEN packet."""
+async def open_raw(
+    harness: Harness, path: str = "socket.io"
+) -> tuple[aiohttp.ClientWebSocketResponse, str]:
+    """A bare Engine.IO WebSocket on `/<path>/`, past its OPEN packet, and its sid."""
     ws = await harness.client.session.ws_connect(
-        harness.client.make_url("/socket.io/?EIO=4&transport=websocket")
+        harness.client.make_url(f"/{path}/?EIO=4&transport=websocket")
     )
     opening = await ws.receive(timeout=10)
     assert opening.type == aiohttp.WSMsgType.TEXT and opening.data.startswith("0{")
-    return ws
+    return ws, str(json.loads(opening.data[1:])["sid"])
 
 
 async def assert_closed_by_server(ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -131,8 +134,8 @@ async def assert_closed_by_server(ws: aiohttp.ClientWebSocketResponse) -> None:
 async def test_a_frame_that_is_not_engine_io_closes_only_its_connection(
     harness: Harness,
 ) -> None:
-    other = await open_raw(harness)
-    bad = await open_raw(harness)
+    other, _ = await open_raw(harness)
+    bad, _ = await open_raw(harness)
     await bad.send_str("not an engine.io packet")
     await assert_closed_by_server(bad)
     # The other connection still answers: a Socket.IO CONNECT to a refused namespace.
@@ -143,7 +146,7 @@ async def test_a_frame_that_is_not_engine_io_closes_only_its_connection(
 
 
 async def test_a_frame_over_the_size_limit_closes_the_connection(harness: Harness) -> None:
-    ws = await open_raw(harness)
+    ws, _ = await open_raw(harness)
     limit = harness.app[keys.SETTINGS].max_body_bytes
     await ws.send_str("4" + "x" * (limit + 1))
     await assert_closed_by_server(ws)

@@ -203,8 +203,10 @@ async def test_awareness_is_relayed_and_removed_on_disconnect(
     await grant(harness, document_id, "editor", "write")
     await grant(harness, document_id, "viewer", "read")
     a, b = await open_yjs(document_id, "editor"), await open_yjs(document_id, "viewer")
-    state = {"user": {"name": "editor1"}}
-    await a.emit("awareness-update", encode_awareness_update([AwarenessEntry(42, 1, state)]))
+    claimed = {"user": {"name": "someone else"}}
+    await a.emit("awareness-update", encode_awareness_update([AwarenessEntry(42, 1, claimed)]))
+    editor = harness.users["editor"]
+    state = {"user": {"name": editor.username, "id": editor.id}}  # stamped by the server
     await eventually(lambda: b.awareness.get(42) == state)
     late = await open_yjs(document_id, "viewer")
     await eventually(lambda: late.awareness.get(42) == state)
@@ -220,7 +222,8 @@ async def test_states_a_provider_relays_back_are_ignored_not_refused(
     await grant(harness, document_id, "editor", "write")
     await grant(harness, document_id, "viewer", "read")
     a, relayer = await open_yjs(document_id, "editor"), await open_yjs(document_id, "viewer")
-    state = {"user": {"name": "editor1"}}
+    editor = harness.users["editor"]
+    state = {"user": {"name": editor.username, "id": editor.id}}
     await a.emit("awareness-update", encode_awareness_update([AwarenessEntry(9, 1, state)]))
     await eventually(lambda: relayer.awareness.get(9) == state)
     for relayed in (state, None):  # a copy, then a local timeout of it

@@ -291,11 +291,12 @@ async def test_awareness_is_relayed_echoed_answered_and_removed_on_disconnect(
     await grant(harness, document_id, "viewer", "read")
     a, b = await open_ws(document_id, "editor"), await open_ws(document_id, "viewer")
     await eventually(lambda: a.synced() and b.synced())
-    state = {"user": {"name": "editor1"}, "cursor": 3}
-    await a.ws.send_bytes(
-        awareness_message(encode_awareness_update([AwarenessEntry(77, 1, state)]))
-    )
-    await eventually(lambda: b.awareness.get(77) == state and a.awareness.get(77) == state)
+    sent = {"user": {"name": "editor1"}, "cursor": 3}
+    await a.ws.send_bytes(awareness_message(encode_awareness_update([AwarenessEntry(77, 1, sent)])))
+    editor = harness.users["editor"]
+    # The others get it stamped with the sender's identity; the sender, its own echo.
+    state = {"user": {"name": editor.username, "id": editor.id}, "cursor": 3}
+    await eventually(lambda: b.awareness.get(77) == state and a.awareness.get(77) == sent)
     late = await open_ws(document_id, "viewer")
     await eventually(lambda: late.awareness.get(77) == state)
     b.awareness.clear()
@@ -314,7 +315,8 @@ async def test_states_a_provider_relays_back_are_ignored_not_refused(
     await grant(harness, document_id, "editor", "write")
     await grant(harness, document_id, "viewer", "read")
     a, relayer = await open_ws(document_id, "editor"), await open_ws(document_id, "viewer")
-    state = {"user": {"name": "editor1"}}
+    editor = harness.users["editor"]
+    state = {"user": {"name": editor.username, "id": editor.id}}
     await a.ws.send_bytes(awareness_message(encode_awareness_update([AwarenessEntry(5, 1, state)])))
     await eventually(lambda: relayer.awareness.get(5) == state)
     for relayed in (state, None):  # a copy, then a local timeout of it

@@ -15,6 +15,7 @@
 //     [--collab-token T] [--ws-token T] [--sio-token T] [--clients collab,ywebsocket,ysocketio]
 //     [--words 50] [--expect-total N] [--seed N] [--timeout-ms 30000] [--awareness on|off]
 //   node coedit.mjs --mode read-only --url ... --document ... --token VIEWER_TOKEN
+//   node coedit.mjs --mode gap --url ... --document ... --token T [--answer-sync on|off]
 //
 // Every option can also be given as an environment variable: --ws-token is COEDIT_WS_TOKEN.
 // --mode read-only joins with the collab provider only, tries one edit and reports the role,
@@ -67,6 +68,33 @@ async function readOnly () {
   client.doc.transact(() => client.text.insert(0, 'forbidden '))
   await until(() => client.errors.length > 0 && client.provider.pendingAcks === 0, 'an error ack')
   finish({ ok: true, role: client.provider.role, received, errors: client.errors }, 0)
+}
+
+// --mode gap: the collab provider keeps one edit to itself (applied with the provider as
+// origin, as if the server had sent it), then types --words words after it, each depending
+// on that edit. The server must hold them, ask for what it lacks (its `sync` event) and ack
+// them once integrated; with --answer-sync off the provider ignores that request, the ack
+// deadline answers `missing_dependencies`, and the provider's own sync rounds must save
+// them. Reports the text, the words and the error codes once every change is saved.
+async function gap () {
+  const client = await FACTORIES.collab(tokenFor('collab'))
+  clients.push(client)
+  await client.synced
+  const { provider, doc, text } = client
+  if (options['answer-sync'] === 'off') provider.socket.off('sync', provider._handlers.sync)
+  const hidden = `hidden${Math.floor(random() * 1e6)}`
+  doc.transact(() => text.insert(text.length, `${hidden} `), provider)
+  let sawNotSaved = false
+  provider.on('pending', () => { sawNotSaved ||= provider.notSaved })
+  const words = Number(options.words || 5)
+  for (let i = 0; i < words; i++) {
+    const word = `after${i}x${Math.floor(random() * 1e6)}`
+    text.insert(text.length, `${word} `)
+    client.inserted.push(word)
+    await sleep(10)
+  }
+  await until(() => provider.pendingAcks === 0 && !provider.notSaved, 'every change saved')
+  finish({ ok: true, hidden, words: client.inserted, text: text.toString(), errors: client.errors, saw_not_saved: sawNotSaved }, 0)
 }
 
 // --- the three clients -------------------------------------------------------------------
@@ -236,7 +264,9 @@ try {
   options.seed ||= String(Date.now() % 1e9)
   random = mulberry32(Number(options.seed))
   deadline = setTimeout(() => finish({ ok: false, error: `timeout after ${timeoutMs} ms` }, 1), timeoutMs)
-  if ((options.mode || 'coedit') === 'read-only') await readOnly()
+  const mode = options.mode || 'coedit'
+  if (mode === 'read-only') await readOnly()
+  else if (mode === 'gap') await gap()
   else await coedit()
 } catch (err) {
   finish({ ok: false, error: String(err?.stack || err) }, 1)

@@ -44,6 +44,7 @@ WORDS = 50
 NODE_CLIENTS = ("collab", "ywebsocket", "ysocketio")
 NODE_TIMEOUT = 40.0
 CLI = [sys.executable, "-m", "realtime_cms"]
+ACK_DEADLINE_SECONDS = 2
 
 
 def require_node() -> tuple[str, str]:
@@ -131,6 +132,8 @@ def _env(database: Path) -> dict[str, str]:
         RCMS_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
         RCMS_ARGON2_MEMORY_KIB="8192",
         RCMS_ARGON2_TIME_COST="1",
+        # Short, so that the test of a client ignoring the server's `sync` request is quick.
+        RCMS_COLLAB_ACK_DEADLINE_SECONDS=str(ACK_DEADLINE_SECONDS),
     )
     return env
 
@@ -360,6 +363,37 @@ async def test_the_js_provider_on_a_read_seat_is_refused_and_changes_nothing(
         assert document.text() == "original text"
     assert await fresh_text(server, document_id) == "original text"
     assert server.logged_text(document_id) == "original text"
+
+
+@pytest.mark.parametrize("answer_sync", ["on", "off"])
+async def test_the_js_provider_saves_changes_that_depend_on_one_the_server_lacks(
+    node: str, server: Server, document_id: str, answer_sync: str
+) -> None:
+    """An update whose dependency never reached the server is held, not acknowledged; the
+    provider answers the server's `sync` request (or, ignoring it, resyncs after the ack
+    deadline's `missing_dependencies`) and every change ends up saved."""
+    server.grant(document_id, "collab", "write")
+    report = await run_node(
+        node,
+        "--mode",
+        "gap",
+        "--answer-sync",
+        answer_sync,
+        "--url",
+        server.url,
+        "--document",
+        document_id,
+        "--token",
+        server.tokens["collab"],
+    )
+    expected = [report["hidden"], *report["words"]]
+    assert report["text"].split() == expected
+    if answer_sync == "on":
+        assert report["errors"] == [] and not report["saw_not_saved"]
+    else:
+        assert "missing_dependencies" in report["errors"] and report["saw_not_saved"]
+    assert (await fresh_text(server, document_id)).split() == expected
+    assert server.logged_text(document_id).split() == expected
 
 
 async def test_a_user_without_a_grant_cannot_join_through_the_js_provider(

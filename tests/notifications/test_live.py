@@ -276,17 +276,17 @@ async def test_too_many_events_in_a_second_are_refused(harness: Harness, connect
     assert codes == {"rate_limited"}
 
 
-async def test_an_ended_session_is_refused_at_its_next_event(
+async def test_an_ended_session_is_told_and_closed_at_once(
     harness: Harness, connect: Connect
 ) -> None:
+    """A logout re-checks the user's connections at once (no event needed from them)."""
     token = await harness.login("viewer1")
     listener = await connect("viewer", token)
     assert (await listener.call("unread"))["ok"]
     response = await harness.call("POST", "/api/v1/auth/logout", token=token)
     assert response.status < 300
-    answer = await listener.call("unread")
-    assert answer["ok"] is False and answer["error"]["code"] == "session_ended"
     await eventually(lambda: not listener.sio.connected)
+    assert listener.received("session_ended")[0]["code"] == "session_ended"
 
 
 async def test_an_idle_connection_of_an_ended_session_stops_receiving(

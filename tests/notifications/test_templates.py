@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from tests.support.harness import Harness
 
 TEMPLATES = "/api/v1/notification-templates"
 SEND = "/api/v1/notifications/send"
+NESTED_LOOPS = "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}"
 
 
 def template(**values: Any) -> dict[str, Any]:
@@ -190,12 +193,91 @@ async def test_one_recipient_failing_stores_nothing_for_the_others(harness: Harn
         ("{% for i in range(100000) %}{% endfor %}", "template_unsafe"),
         ("{{ missing.attribute }}", "template_render_failed"),
         ("{{ 1 // 0 }}", "template_render_failed"),
+        (NESTED_LOOPS, "template_too_costly"),
+        (
+            "{% macro twice(n) %}{% if n %}{{ twice(n - 1) }}{{ twice(n - 1) }}{% endif %}"
+            "{% endmacro %}{{ twice(20) }}",
+            "template_too_costly",
+        ),
+        ("{{ 'a' | center(100000000) }}", "template_unsafe"),
+        ("{{ '%*s' % (100000000, 'a') }}", "template_unsafe"),
+        ("{{ '{:>100000000}'.format('a') }}", "template_unsafe"),
+        ("{{ ('x' * 1000) | replace('x', 'y' * 2000) }}", "template_unsafe"),
+        (
+            "{% set ns = namespace(s='ab') %}"
+            "{% for i in range(25) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "template_unsafe",
+        ),
+        (
+            "{% set ns = namespace(n=10) %}"
+            "{% for i in range(20) %}{% set ns.n = ns.n * ns.n %}{% endfor %}",
+            "template_unsafe",
+        ),
+        ("{{ lipsum(100) }}", "template_render_failed"),
     ],
 )
-def test_renderings_that_would_hurt_or_fail_are_refused(source: str, code: str) -> None:
+async def test_renderings_that_would_hurt_or_fail_are_refused(source: str, code: str) -> None:
     stored = NotificationTemplate(
         name="t", type="info", subject_template="s", body_template=source, variables=[], channels=[]
     )
     with pytest.raises(Unprocessable) as raised:
-        templates.render(stored, {"missing": {}}, {"id": 1, "username": "u"})
+        await templates.render_all(stored, {"missing": {}}, [{"id": 1, "username": "u"}])
     assert raised.value.code == code
+
+
+async def test_a_template_of_nested_loops_is_refused_on_save(harness: Harness) -> None:
+    problem = await refused(harness, body_template=NESTED_LOOPS)
+    assert problem["code"] == "template_too_costly"
+    assert problem["errors"][0]["loc"] == ["body", "body_template"]
+    created = await create(harness)
+    response = await harness.call(
+        "PATCH",
+        f"{TEMPLATES}/{created['id']}",
+        role="admin",
+        json={"subject_template": NESTED_LOOPS},
+    )
+    problem = dict(await body(response, 422))
+    assert problem["code"] == "template_too_costly"
+    assert problem["errors"][0]["loc"] == ["body", "subject_template"]
+
+
+async def test_a_template_the_sandbox_refuses_on_sample_values_is_refused_on_save(
+    harness: Harness,
+) -> None:
+    problem = await refused(harness, subject_template="{{ what }}{{ 'x' * 100000000 }}")
+    assert problem["code"] == "template_unsafe"
+    assert problem["errors"][0]["loc"] == ["body", "subject_template"]
+
+
+async def test_a_recursive_loop_is_refused_on_save(harness: Harness) -> None:
+    problem = await refused(
+        harness, body_template="{% for x in what recursive %}{{ loop(what) }}{% endfor %}"
+    )
+    assert problem["code"] == "template_syntax"
+
+
+async def test_a_costly_send_fails_alone_while_the_server_keeps_answering(
+    harness: Harness,
+) -> None:
+    # Cheap on the sample values tried on save, costly on the real ones: each step sorts `big`.
+    created = await create(
+        harness,
+        variables=["items", "big"],
+        body_template="{% for i in items %}{{ big | sort | first }}{% endfor %}",
+    )
+    user_id, _ = await new_user(harness, "viewer")
+    context = {"items": list(range(400)), "big": [f"{n * 7919 % 50_000:05}" for n in range(50_000)]}
+    started = time.monotonic()
+    sending = asyncio.create_task(
+        _send(harness, template=created["id"], context=context, user_ids=[user_id])
+    )
+    latencies: list[float] = []
+    while not sending.done():
+        asked = time.monotonic()
+        assert (await harness.call("GET", "/api/v1/auth/me", role="viewer")).status == 200
+        latencies.append(time.monotonic() - asked)
+    took = time.monotonic() - started
+    assert (await body(await sending, 422))["code"] == "template_too_costly"
+    # Relative, not absolute: on today's code one request waits out most of the rendering.
+    assert len(latencies) >= 3 and max(latencies) < took / 3, (latencies, took)
+    assert await notifications_of(harness, user_id) == []

@@ -391,8 +391,9 @@ async def test_revoking_the_last_admins_admin_role_is_refused(harness: Harness) 
         .where(UserRole.role_id == admin_role, User.is_active.is_(True))
     )
     assert active_admins == 1
-    manager = await create_role(harness, permissions=["roles.manage"])
-    # A role manager who is not the admin, so the self-lockout rule is not what refuses it.
+    # Every permission without the admin role: someone holding less may not touch an admin,
+    # and the admin themself is refused by the self-lockout rule.
+    manager = await create_role(harness, permissions=sorted(PERMISSIONS))
     user, token = await signed_in_user(harness)
     assert (
         await harness.call("PUT", grant_path(user.id, manager["id"]), role="admin")

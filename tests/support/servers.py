@@ -223,6 +223,42 @@ class _ServerProcess(ABC):
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    # -- faults, for fault-injection tests ----------------------------------
+
+    def kill(self) -> None:
+        """SIGKILL the server (no shutdown of any kind); its files and port stay for `restart()`."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=STOP_TIMEOUT)
+
+    def restart(self) -> None:
+        """Start the server again on the same port and files, after `kill()`; waits until ready."""
+        if self._dir is None:
+            raise ServerError(f"{self.NAME} server is not started")
+        if self._proc is not None and self._proc.poll() is None:
+            raise ServerError(f"{self.NAME} server is still running")
+        began = time.monotonic()
+        self._launch()
+        self._wait_ready(began + self.start_timeout)
+        seconds = time.monotonic() - began
+        logger.info("%s server restarted on port %d in %.2fs", self.NAME, self.port, seconds)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers until `resume()` (do resume
+        before `stop()`, which would otherwise wait for its SIGTERM in vain)."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after `pause()`."""
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            raise ServerError(f"{self.NAME} server is not running")
+        _signal_group(self._proc.pid, sig)
+
     def __enter__(self) -> Self:
         return self.start()
 

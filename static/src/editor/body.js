@@ -1,5 +1,5 @@
-// The Markdown body: CodeMirror 6 bound to the Y.Text with y-codemirror.next, which also
-// draws the other people's cursors and selections (name and colour from awareness).
+// The Markdown body: CodeMirror 6 bound to the Y.Text with y-codemirror.next, and the other
+// people's cursors and selections (name and colour from awareness) drawn by cursors.js.
 import * as Y from 'yjs'
 import { EditorView, basicSetup } from 'codemirror'
 import { EditorState, Compartment } from '@codemirror/state'
@@ -7,6 +7,8 @@ import { keymap } from '@codemirror/view'
 import { markdown } from '@codemirror/lang-markdown'
 import { indentWithTab } from '@codemirror/commands'
 import { yCollab } from 'y-codemirror.next'
+import { styleNonce } from '../dom.js'
+import { remoteCursors } from './cursors.js'
 
 export function bodyEditor ({ parent, ytext, awareness, labelId }) {
   const editable = new Compartment()
@@ -23,7 +25,11 @@ export function bodyEditor ({ parent, ytext, awareness, labelId }) {
         keymap.of([indentWithTab]),
         EditorView.contentAttributes.of({ 'aria-labelledby': labelId, 'aria-multiline': 'true' }),
         editable.of(readOnlyExtensions(false)),
-        yCollab(ytext, awareness, { undoManager }),
+        // CodeMirror's theme is a <style> element it adds: the page's CSP admits it by nonce.
+        EditorView.cspNonce.of(styleNonce()),
+        // Without awareness yCollab syncs and undoes only; remoteCursors draws the others.
+        yCollab(ytext, null, { undoManager }),
+        remoteCursors(ytext, awareness),
       ],
     }),
   })

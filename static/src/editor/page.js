@@ -11,7 +11,7 @@ import { bindPreview } from './preview.js'
 import { historyPanel } from './history.js'
 
 const CONNECTION_TEXT = { connected: 'Connected', connecting: 'Connecting…', reconnecting: 'Reconnecting…', offline: 'Offline' }
-const SAVED_TEXT = { saved: 'All changes saved', idle: 'Not synced yet', saving: 'Saving…', unsaved: 'Unsaved changes' }
+const SAVED_TEXT = { saved: 'All changes saved', idle: 'Not synced yet', saving: 'Saving…', unsaved: 'Unsaved changes', not_saved: 'Not saved yet' }
 // Errors the provider recovers from by itself (it joins again and resends): not for people.
 const QUIET = new Set(['disconnected', 'timeout', 'room_closed', 'not_joined', 'store_failed', 'connect_error'])
 

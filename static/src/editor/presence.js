@@ -1,5 +1,6 @@
 // The presence bar: everyone in the document, from awareness (each client's `user` state).
 import { h, replace } from '../dom.js'
+import { safeColor } from './colors.js'
 
 export function presenceBar ({ awareness }) {
   const list = h('ul', { class: 'presence', 'aria-label': 'People in this document' })
@@ -14,7 +15,7 @@ export function presenceBar ({ awareness }) {
     }
     const chips = [...people.values()].sort((a, b) => (b.me - a.me) || String(a.name).localeCompare(b.name))
     replace(list, chips.map((user) => h('li', { class: 'person', dataset: { userId: user.id ?? '' }, title: user.name },
-      h('span', { class: 'dot', style: `background:${safeColor(user.color)}`, 'aria-hidden': 'true' }),
+      dot(safeColor(user.color)),
       user.me ? `${user.name} (you)` : String(user.name))))
   }
   awareness.on('change', render)
@@ -22,7 +23,9 @@ export function presenceBar ({ awareness }) {
   return { element: list, destroy () { awareness.off('change', render) } }
 }
 
-// Awareness is written by peers: only a plain colour may reach a style attribute.
-function safeColor (color) {
-  return /^#[0-9a-fA-F]{3,8}$/.test(color || '') ? color : '#777'
+// Coloured through CSSOM: the page's CSP refuses style attributes.
+function dot (color) {
+  const el = h('span', { class: 'dot', 'aria-hidden': 'true' })
+  el.style.background = color
+  return el
 }

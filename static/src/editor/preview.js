@@ -1,20 +1,74 @@
-// The rendered Markdown preview: marked, then DOMPurify, so content cannot run script.
-import { marked } from 'marked'
+// The rendered Markdown preview: marked, then DOMPurify with an allowlist, so stored content
+// can neither run script nor restyle, overlay or phish inside the editor, nor make the page
+// fetch anything from another origin (docs/editor.md, "Preview"). The page's CSP is the
+// second line (handlers/pages.py).
+import { Marked } from 'marked'
 import DOMPurify from 'dompurify'
 
-marked.setOptions({ gfm: true, breaks: false })
+// GFM task lists render as text marks, not as (disabled) form controls.
+const markdown = new Marked({
+  gfm: true,
+  breaks: false,
+  renderer: { checkbox ({ checked }) { return checked ? '☑ ' : '☐ ' } },
+})
 
-// Links in content open outside the editor and never hand it a window.opener.
-DOMPurify.addHook('afterSanitizeAttributes', (node) => {
+// What Markdown produces, plus a few inline HTML elements people write in it. Everything else
+// goes: styles, forms and their controls, frames, objects, media, links to stylesheets,
+// meta and base, SVG and MathML.
+const ALLOWED_TAGS = [
+  'a', 'abbr', 'b', 'blockquote', 'br', 'caption', 'code', 'dd', 'del', 'details', 'div', 'dl',
+  'dt', 'em', 'figcaption', 'figure', 'h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'hr', 'i', 'img', 'ins',
+  'kbd', 'li', 'mark', 'ol', 'p', 'pre', 'q', 's', 'samp', 'small', 'span', 'strong', 'sub',
+  'summary', 'sup', 'table', 'tbody', 'td', 'tfoot', 'th', 'thead', 'tr', 'u', 'ul', 'var',
+]
+// No style, class or id (the app's own classes position things: `drawer` is fixed), no
+// event handlers, no srcset or legacy `background`.
+const ALLOWED_ATTR = ['href', 'src', 'alt', 'title', 'align', 'colspan', 'rowspan', 'start', 'open', 'lang', 'dir']
+const LINK_PROTOCOLS = new Set(['http:', 'https:', 'mailto:'])
+// Images inlined as data stay: a raster image cannot fetch or run anything.
+const RASTER_DATA = /^data:image\/(?:png|gif|jpeg|webp|avif);base64,[a-z0-9+/]+=*$/i
+
+const purify = DOMPurify(window)
+purify.addHook('afterSanitizeAttributes', (node) => {
   if (node.tagName === 'A' && node.hasAttribute('href')) {
-    node.setAttribute('target', '_blank')
-    node.setAttribute('rel', 'noopener noreferrer')
+    if (!LINK_PROTOCOLS.has(resolved(node.getAttribute('href'))?.protocol)) {
+      node.removeAttribute('href')
+    } else {
+      // Links open outside the editor and never hand it a window.opener.
+      node.setAttribute('target', '_blank')
+      node.setAttribute('rel', 'noopener noreferrer')
+    }
+  }
+  if (node.tagName === 'IMG' && node.hasAttribute('src') && !allowedImage(node.getAttribute('src'))) {
+    node.removeAttribute('src') // the alt text stays in its place
   }
 })
 
-/** Sanitised HTML for a Markdown text. */
+function resolved (url) {
+  try {
+    return new URL(url, document.baseURI)
+  } catch {
+    return null
+  }
+}
+
+/** Images come from this origin only (or are raster data): anything else would tell another
+ * server who reads the content, and when. */
+function allowedImage (src) {
+  if (RASTER_DATA.test(src)) return true
+  const url = resolved(src)
+  return url !== null && url.origin === window.location.origin
+}
+
+/** The sanitised DOM of a Markdown text. */
 export function renderMarkdown (text) {
-  return DOMPurify.sanitize(marked.parse(text, { async: false }), { USE_PROFILES: { html: true } })
+  return purify.sanitize(markdown.parse(text, { async: false }), {
+    ALLOWED_TAGS,
+    ALLOWED_ATTR,
+    ALLOW_DATA_ATTR: false,
+    ALLOW_ARIA_ATTR: false,
+    RETURN_DOM_FRAGMENT: true,
+  })
 }
 
 /** Keep `element` showing `ytext` rendered, at most once per animation frame. */
@@ -22,7 +76,7 @@ export function bindPreview (element, ytext) {
   let frame = 0
   const render = () => {
     frame = 0
-    element.innerHTML = renderMarkdown(ytext.toString())
+    element.replaceChildren(renderMarkdown(ytext.toString()))
   }
   const schedule = () => { if (!frame) frame = requestAnimationFrame(render) }
   ytext.observe(schedule)

@@ -5,16 +5,10 @@ import { io } from 'socket.io-client'
 import msgpackParser from 'socket.io-msgpack-parser'
 import * as awarenessProtocol from 'y-protocols/awareness'
 import { CollabProvider } from '../../collab-provider.js'
+import { colorFor } from './colors.js'
 
 // The server's awareness client id: its state carries the validation messages.
 export const SERVER_CLIENT_ID = 4294967294
-
-const PALETTE = ['#1e6fd9', '#c2410c', '#15803d', '#9333ea', '#be123c', '#0e7490', '#a16207', '#4d7c0f']
-
-/** A stable colour per user id. */
-export function colorFor (userId) {
-  return PALETTE[Math.abs(Number(userId) || 0) % PALETTE.length]
-}
 
 /**
  * Open `content:<itemId>`. The socket authenticates with the session cookie (same origin),
@@ -61,7 +55,9 @@ export function openSession ({ itemId, me, onChange }) {
       const online = navigator.onLine
       const connection = !online ? 'offline' : status === 'connected' && provider.synced ? 'connected' : status === 'connecting' && !provider.role ? 'connecting' : 'reconnecting'
       const pending = provider.pendingAcks
-      const saved = pending === 0 && provider.synced ? 'saved' : pending === 0 ? 'idle' : connection === 'connected' ? 'saving' : 'unsaved'
+      // 'not_saved': the server answered that changes are not saved yet (its store is
+      // down or slow); the provider keeps them and retries until they are.
+      const saved = pending === 0 && provider.synced ? 'saved' : pending === 0 ? 'idle' : provider.notSaved ? 'not_saved' : connection === 'connected' ? 'saving' : 'unsaved'
       return { connection, saved, pending, role: provider.role, error: lastError }
     },
     clearError () { lastError = null },

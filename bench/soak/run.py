@@ -192,10 +192,14 @@ class Load:
         await asyncio.gather(*(editor.close(self.counters) for editor in self.editors))
 
     async def typing(self, editor: Editor) -> None:
+        if self.args.rate <= 0:
+            return  # --rate 0: churn only (joins, leaves and reconnects)
         interval = 1.0 / self.args.rate
         next_cursor = time.monotonic() + editor.rng.random()
         while not self.stop.is_set():
-            await asyncio.sleep(interval * editor.rng.uniform(0.5, 1.5))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), interval * editor.rng.uniform(0.5, 1.5))
+                return
             client, document = editor.client, editor.document
             if editor.busy or client is None or document is None:
                 continue
@@ -493,7 +497,9 @@ def main() -> int:
     parser.add_argument("--editors", type=int, default=50)
     parser.add_argument("--documents", type=int, default=10)
     parser.add_argument("--churn-seconds", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=1.0, help="words per second per editor")
+    parser.add_argument(
+        "--rate", type=float, default=1.0, help="words per second per editor (0: churn only)"
+    )
     parser.add_argument("--sample-seconds", type=float, default=3.0)
     parser.add_argument("--floor", type=float, default=0.2, help="MB/min flagged above")
     parser.add_argument("--mode", choices=("memory", "durable"), default="memory")

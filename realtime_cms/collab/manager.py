@@ -15,6 +15,7 @@ from realtime_cms.collab.peer import Peer, RoomLimits
 from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.errors import Invalid, Unavailable
+from realtime_cms.heap import HeapTrimmer
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class RoomManager:
         self._loading: dict[str, asyncio.Task[DocumentRoom]] = {}
         self._idle_since: dict[str, float] = {}
         self._reaper: asyncio.Task[None] | None = None
+        # Freed documents stay mapped by malloc until trimmed (realtime_cms/heap.py).
+        self.heap = HeapTrimmer(min_interval=min(30.0, max(1.0, self.limits.idle_unload_seconds)))
         self._stopped = False
         # Counts grant changes applied here, so that a level cached before one is stale.
         self.level_epoch = 0
@@ -70,6 +73,7 @@ class RoomManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await self.heap.close()
         # Loads are reads: let them finish, then unload what they opened too.
         await asyncio.gather(*list(self._loading.values()), return_exceptions=True)
         for document_id, room in list(self._rooms.items()):
@@ -198,11 +202,14 @@ class RoomManager:
         interval = min(max(grace / 4, 0.01), 5.0)
         while True:
             await asyncio.sleep(interval)
+            unloaded = False
             for document_id in self._due(asyncio.get_running_loop().time(), grace):
                 try:
-                    await self._unload_if_idle(document_id)
+                    unloaded |= await self._unload_if_idle(document_id)
                 except Exception:  # a bug here must not stop every later unload
                     logger.exception("unloading document %s failed", document_id)
+            if unloaded:
+                self.heap.trim_soon()
 
     def _due(self, now: float, grace: float) -> list[str]:
         """Rooms idle for `grace` seconds by `now`. A function of its own, so that no local
@@ -215,7 +222,8 @@ class RoomManager:
                 due.append(document_id)
         return due
 
-    async def _unload_if_idle(self, document_id: str) -> None:
+    async def _unload_if_idle(self, document_id: str) -> bool:
+        """Unload the room if it is still idle once drained; whether it was unloaded."""
         room = self._rooms.get(document_id)
         if room is not None and room.is_idle:
             # Updates in flight land in the log before a new room could load it again; a
@@ -228,6 +236,8 @@ class RoomManager:
             and self._rooms.get(document_id) is room
         ):
             await self._unload(document_id, room, compact=True)
+            return True
+        return False
 
     async def _unload(self, document_id: str, room: DocumentRoom, *, compact: bool) -> None:
         """Forget and close a drained room, then compact a long log; never raises."""

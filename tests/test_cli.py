@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.servers import free_port
 
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 
 
 def _env(workdir: Path, **extra: str) -> dict[str, str]:

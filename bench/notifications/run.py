@@ -266,13 +266,13 @@ class Server:
         return self.process.pid
 
     def migrate(self) -> None:
-        command = [sys.executable, "-m", "realtime_cms", "migrate"]
+        command = [sys.executable, "-m", "handlers", "migrate"]
         subprocess.run(command, cwd=self.workdir, env=self.env, check=True, capture_output=True)
 
     def launch(self) -> None:
         with (self.workdir / "server.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "realtime_cms", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "handlers", "serve", "--port", str(self.port)],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=log,

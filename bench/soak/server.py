@@ -51,7 +51,7 @@ def _apply_patches() -> list[str]:
 
 def _keep_app() -> None:
     """Remember the app `create_app` builds (and its loop once it starts), for the dumps."""
-    from realtime_cms import app as app_module
+    from handlers import app as app_module
 
     create_app = app_module.create_app
 
@@ -218,7 +218,7 @@ def main() -> None:
     if os.environ.get("SOAK_DUMP_DIR"):
         signal.signal(signal.SIGUSR1, _dump)
         signal.signal(signal.SIGUSR2, _dump)
-    from realtime_cms.cli import main as cli_main
+    from handlers.cli import main as cli_main
 
     cli_main(sys.argv[1:])
 

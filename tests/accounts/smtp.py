@@ -15,8 +15,8 @@ from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 from aiosmtpd.controller import Controller
 
+from handlers.app import create_app
 from realtime_cms import keys, mail
-from realtime_cms.app import create_app
 from tests.support.harness import Harness
 
 # What the app under test waits for an SMTP answer (the SmtpMailSender default).

@@ -24,7 +24,7 @@ import pytest
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 SCHEMATHESIS = Path(sys.executable).with_name("st")
 CHECKS = (
     "not_a_server_error",

@@ -31,7 +31,7 @@ from playwright.async_api import (
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 CHROMIUM = os.environ.get("RCMS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -29,7 +29,7 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realtime_cms.app import create_app
+from handlers.app import create_app
 from realtime_cms.client import CollabClient
 from realtime_cms.collab.protocol import (
     MESSAGE_SYNC,

@@ -32,7 +32,7 @@ from realtime_cms.collab.store import UpdateStore
 from realtime_cms.db import create_engine, session_factory
 from tests.support.servers import MariaDBServer, _die_with_parent, free_port
 
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 ROUNDS = 20
 WRITERS = 5
 ACKED_EDITS = 1000

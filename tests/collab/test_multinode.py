@@ -21,7 +21,7 @@ from realtime_cms.client import ClientDocument, CollabClient
 from tests.handlers.test_collab import eventually
 from tests.support.servers import MariaDBServer, RedisServer, free_port, require_binaries
 
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 # The servers must run this tree's code, whatever checkout the package is installed from.
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "a long multinode password"

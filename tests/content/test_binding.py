@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
+from handlers.app import create_app
 from realtime_cms import keys
-from realtime_cms.app import create_app
 from realtime_cms.client import CollabClient
 from realtime_cms.collab.manager import RoomLimits, RoomManager
 from realtime_cms.collab.protocol import decode_awareness_update

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.servers import MariaDBServer, RedisServer, _die_with_parent, free_port
 
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 # The servers must run this tree's code, whatever checkout the package is installed from.
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "a long password for the fault battery"

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.engine import make_url
 
+from handlers.app import create_app
 from realtime_cms import __version__
-from realtime_cms.app import create_app
 from tests.support.harness import Harness, make_settings
 
 

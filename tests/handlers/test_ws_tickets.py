@@ -16,10 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from handlers import ws_tickets
+from handlers.app import create_app
 from handlers.ywebsocket import SESSION_ENDED
 from realtime_cms import keys
 from realtime_cms.accounts.tickets import LocalTickets, RedisTickets, issue_ticket, redeem_ticket
-from realtime_cms.app import create_app
 from realtime_cms.collab.protocol import MESSAGE_SYNC, SYNC_STEP1, decode_message
 from realtime_cms.db import transaction
 from realtime_cms.models.auth import User

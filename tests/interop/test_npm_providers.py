@@ -43,7 +43,7 @@ PASSWORD = "interop password, long enough"
 WORDS = 50
 NODE_CLIENTS = ("collab", "ywebsocket", "ysocketio")
 NODE_TIMEOUT = 40.0
-CLI = [sys.executable, "-m", "realtime_cms"]
+CLI = [sys.executable, "-m", "handlers"]
 ACK_DEADLINE_SECONDS = 2
 
 

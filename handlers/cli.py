@@ -68,7 +68,7 @@ async def _freeze_heap(_app: web.Application) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from realtime_cms.app import create_app
+    from handlers.app import create_app
     from realtime_cms.heap import cap_arenas
 
     cap_arenas()  # before any thread starts (realtime_cms/heap.py says why)

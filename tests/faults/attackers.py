@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import re
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,6 +288,28 @@ class Target:
     role: str
 
 
+async def pour(
+    sock: EngineSocket,
+    quota: Quota,
+    budget: str,
+    pace: Pace,
+    frames: Callable[[EngineSocket], Sequence[Frame]],
+) -> None:
+    """Send `frames(sock)` at `pace` until the connection closes or `budget` is spent."""
+    while not sock.closed:
+        batch = frames(sock)
+        if not quota.take(budget, len(batch)) or not await sock.send(batch):
+            return
+        await pace.tick(len(batch))
+
+
+def yjs_frames(material: Material, namespace: str, sock: EngineSocket) -> list[Frame]:
+    """One fuzzed y-socket.io event on `namespace`; `sync-step-1` asks for its ack."""
+    event, args = yjs_event(material)
+    ack = sock.ack_id() if event == "sync-step-1" else None
+    return json_frames(namespace, event, args, ack)
+
+
 async def attack_collab(
     http: aiohttp.ClientSession, target: Target, kind: str, quota: Quota, counts: Counts, seed: int
 ) -> None:
@@ -304,14 +327,12 @@ async def attack_collab(
                 continue
             for document in target.documents:
                 await sock.call("/collab", "join", [{"document": document}])
-            pace = Pace(rng, floods=True)
-            while not sock.closed:
+
+            def frames(sock: EngineSocket) -> list[Frame]:
                 event, args = fuzz.event()
-                ack = sock.ack_id() if rng.random() < 0.9 else None
-                frames = encode("/collab", event, args, ack)
-                if not quota.take(kind, len(frames)) or not await sock.send(frames):
-                    break
-                await pace.tick(len(frames))
+                return encode("/collab", event, args, sock.ack_id() if rng.random() < 0.9 else None)
+
+            await pour(sock, quota, kind, Pace(rng, floods=True), frames)
         finally:
             await sock.close()
 
@@ -331,14 +352,13 @@ async def attack_yjs(
         try:
             if not await sock.join_namespace(namespace, target.token):
                 continue
-            pace = Pace(rng, floods=False)
-            while not sock.closed:
-                event, args = yjs_event(material)
-                ack = sock.ack_id() if event == "sync-step-1" else None
-                frames = json_frames(namespace, event, args, ack)
-                if not quota.take("yjs", len(frames)) or not await sock.send(frames):
-                    break
-                await pace.tick(len(frames))
+            await pour(
+                sock,
+                quota,
+                "yjs",
+                Pace(rng, floods=False),
+                functools.partial(yjs_frames, material, namespace),
+            )
         finally:
             await sock.close()
 
@@ -359,12 +379,13 @@ async def attack_engine(
         try:
             if not await sock.join_namespace("/collab", target.token):
                 continue
-            pace = Pace(rng, floods=False)
-            while not sock.closed:
-                frame = engine_junk(material, "/collab")
-                if not quota.take("engine", 1) or not await sock.send([frame]):
-                    break
-                await pace.tick(1)
+            await pour(
+                sock,
+                quota,
+                "engine",
+                Pace(rng, floods=False),
+                lambda _: [engine_junk(material, "/collab")],
+            )
         finally:
             await sock.close()
 

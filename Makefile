@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint typecheck install clean static widget bench bench-smoke bench-soak
+.PHONY: run test lint typecheck install clean static widget bench bench-smoke bench-soak bench-jobs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -74,9 +74,19 @@ bench: $(STAMP) $(BENCH_STAMP) bench/node_modules/.installed-full
 
 bench-smoke: $(STAMP) $(BENCH_STAMP) bench/node_modules/.installed-smoke
 	$(BENCH_VENV)/bin/python bench/run.py --profile smoke $(BENCH_ARGS)
+	$(BIN)/python bench/jobs/run.py --smoke
 
 # Memory soak (bench/soak/run.py, docs/benchmarks.md): editors type, join and leave for
 # MINUTES; prints the server's RSS slope against a floor. BENCH_ARGS passes more options.
 MINUTES ?= 10
 bench-soak: $(STAMP)
 	$(BIN)/python bench/soak/run.py --minutes $(MINUTES) $(BENCH_ARGS)
+
+# Job system (bench/jobs/run.py, docs/benchmarks.md "Jobs"): no-op jobs/s through 1 and 3
+# worker processes, enqueue and wake-up latency, on SQLite and a throwaway MariaDB + Redis;
+# py-spy profiles a missed floor. BENCH_ARGS passes more options (--jobs, --backends ...).
+$(BIN)/py-spy: | $(BIN)/python
+	$(BIN)/pip install --quiet py-spy
+
+bench-jobs: $(STAMP) $(BIN)/py-spy
+	$(BIN)/python bench/jobs/run.py $(BENCH_ARGS)

@@ -33,7 +33,8 @@ from handlers.middlewares import (
 from handlers.socket_server import SocketServer
 from realtime_cms import keys
 from realtime_cms.config import Settings
-from realtime_cms.runtime import Runtime
+from realtime_cms.jobs.worker import WorkerOptions
+from realtime_cms.runtime import Runtime, worker_options
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,13 @@ def _msgpack_server(settings: Settings) -> SocketServer:
     )
 
 
+def _embedded_worker(settings: Settings) -> WorkerOptions | None:
+    """The worker `serve` runs beside the web server unless dedicated workers do the work."""
+    if not settings.worker_embedded:
+        return None
+    return worker_options(settings, settings.job_queues, kind="web")
+
+
 def create_app(settings: Settings) -> web.Application:
     """A ready-to-run application for `settings`; no I/O happens until it starts."""
     app = web.Application(
@@ -122,7 +130,12 @@ def create_app(settings: Settings) -> web.Application:
     sio.attach(app)
     app[keys.SIO] = sio
     # Access changes re-check this process's connections (the watch is set up below).
-    runtime = Runtime(settings, sio=sio, on_access_change=lambda *c: app[ACCESS_WATCH].changed(*c))
+    runtime = Runtime(
+        settings,
+        sio=sio,
+        on_access_change=lambda *c: app[ACCESS_WATCH].changed(*c),
+        worker=_embedded_worker(settings),
+    )
     app[RUNTIME] = runtime
     app[keys.EVENTS] = runtime.events
     app[keys.PASSWORDS] = runtime.passwords

@@ -173,19 +173,17 @@ async def change_password(call: Call) -> None:
 async def request_reset(call: Call) -> AcceptedOut:
     """Mail a reset link; the answer is the same whether or not the email belongs to an account.
 
-    It comes at once: the account is looked up, and the link mailed, after it."""
+    It comes at once: the account is looked up, and the link mailed, by a job after it."""
     body: ResetRequestIn = call.body
     app = call.app
-    mail_link = await recovery.request_reset(
+    await recovery.request_reset(
+        call.db,
         app[keys.RATE_LIMITER],
-        app[keys.MAILER],
-        app[keys.SESSIONS],
         app[keys.SETTINGS],
         call.principal,
         email=body.email,
         base_url=_origin(call),
     )
-    call.after_commit.append(mail_link)
     return AcceptedOut(message=recovery.RESET_ACCEPTED)
 
 
@@ -212,15 +210,9 @@ async def confirm_reset(call: Call) -> None:
 async def request_verification(call: Call) -> AcceptedOut:
     """Mail the signed-in user a verification link; the answer does not wait for the mail."""
     app = call.app
-    mail_link = await recovery.request_verification(
-        call.db,
-        app[keys.RATE_LIMITER],
-        app[keys.MAILER],
-        app[keys.SETTINGS],
-        call.principal,
-        base_url=_origin(call),
+    await recovery.request_verification(
+        call.db, app[keys.RATE_LIMITER], app[keys.SETTINGS], call.principal, base_url=_origin(call)
     )
-    call.after_commit.append(mail_link)
     return AcceptedOut(message="A verification link is being sent to your email address")
 
 

@@ -1,4 +1,4 @@
-"""The `realtime-cms` command: serve, migrate, create-user, demo."""
+"""The `realtime-cms` command: serve, worker, migrate, create-user, demo."""
 
 from __future__ import annotations
 
@@ -73,6 +73,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     cap_arenas()  # before any thread starts (realtime_cms/heap.py says why)
     settings = _settings()
+    if args.no_worker:
+        settings = settings.model_copy(update={"worker_embedded": False})
     if settings.is_embedded:
         _upgrade(settings)
     host, port = args.host or settings.host, args.port if args.port is not None else settings.port
@@ -95,6 +97,45 @@ def cmd_serve(args: argparse.Namespace) -> None:
         # character percent-encoded) so that routes, not the HTTP parser, answer it.
         max_line_size=80 * 1024,
     )
+
+
+def _queues(raw: str | None) -> list[str]:
+    return [q.strip() for q in (raw or "").split(",") if q.strip()]
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from handlers import worker
+    from realtime_cms.heap import cap_arenas
+    from realtime_cms.runtime import worker_options
+
+    cap_arenas()
+    # No migration here: `migrate` (the release step) or `serve` (embedded) does it, once.
+    settings = _settings()
+    loop = _new_loop()
+    try:
+        if args.autoscale:
+            loop.run_until_complete(_autoscale(settings, args))
+            return
+        queues = _queues(args.queues) or settings.job_queues
+        options = worker_options(settings, queues, concurrency=args.concurrency)
+        loop.run_until_complete(worker.run(settings, options))
+    finally:
+        loop.close()
+
+
+async def _autoscale(settings: Settings, args: argparse.Namespace) -> None:
+    from handlers import autoscale
+
+    try:
+        bounds = autoscale.parse_bounds(args.autoscale)
+    except ValueError as exc:
+        sys.exit(f"realtime-cms: --autoscale: {exc}")
+    child_args = []
+    if args.concurrency:
+        child_args += ["--concurrency", str(args.concurrency)]
+    if args.queues:
+        child_args += ["--queues", args.queues]
+    await autoscale.run(settings, bounds, child_args)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -178,6 +219,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print("demo data already loaded (its logins were printed when it was created)")
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("give a number from 1 to 1000")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="realtime-cms", description="realtime collaborative CMS server"
@@ -188,7 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="run no embedded job worker (dedicated `realtime-cms worker` processes do)",
+    )
     serve.set_defaults(func=cmd_serve)
+    work = sub.add_parser("worker", help="run background jobs (until SIGTERM)")
+    work.add_argument("--concurrency", type=_positive, help="jobs at once (RCMS_JOB_CONCURRENCY)")
+    work.add_argument("--queues", help="comma-separated queues to take (default: every queue)")
+    work.add_argument(
+        "--autoscale",
+        metavar="MIN:MAX",
+        help="run MIN..MAX worker children following the scaling rules (docs/operations.md)",
+    )
+    work.set_defaults(func=cmd_worker)
     mig = sub.add_parser("migrate", help="apply database migrations (upgrade to head by default)")
     mig.add_argument("--revision")
     mig.add_argument(

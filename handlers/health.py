@@ -1,5 +1,5 @@
 """`GET /healthz`: is this node able to serve (database and Redis reachable)? With the
-process's counters (there is no `/metrics` yet)."""
+process's counters (the job system's are on `/metrics`)."""
 
 from __future__ import annotations
 

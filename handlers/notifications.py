@@ -43,7 +43,7 @@ from realtime_cms.notifications.schemas import (
     UnreadOut,
     WorkerNotificationOut,
 )
-from realtime_cms.notifications.service import notify, take_staged, user_ids_for
+from realtime_cms.notifications.service import notify, schedule_push, user_ids_for
 
 routes = Routes("notifications")
 
@@ -95,15 +95,8 @@ WORKER_LISTING = Listing(
 
 
 def deliver_after_commit(call: Call) -> None:
-    """Deliver what services notified during this call (live pushes, mail) after the commit."""
-    staged = take_staged(call.db)
-    if staged.deliveries or staged.emails or staged.counts:
-        dispatcher = call.app[keys.NOTIFIER]
-
-        async def deliver() -> None:
-            await dispatcher.deliver(staged)
-
-        call.after_commit.append(deliver)
+    """Push what services notified during this call once it commits (their mail is queued)."""
+    schedule_push(call.db, call.app[keys.NOTIFIER], call.after_commit)
 
 
 def _push_read(call: Call, ids: list[int] | None, unread: dict[str, Any]) -> None:
@@ -239,7 +232,7 @@ async def send_notification(call: Call) -> dict[str, int]:
         "recipients": result.recipients,
         "stored": len(result.deliveries),
         "queued": result.queued,
-        "emails": len(result.emails),
+        "emails": result.emails,
     }
 
 

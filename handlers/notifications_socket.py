@@ -2,10 +2,13 @@
 
 A connection is admitted with a session or API token (the `auth` object, a bearer header or
 the session cookie) and joins the room of its user, where `NotificationHub` pushes
-`notification`, `unread` and `read` events. Client events are acknowledged with
+`notification`, `unread` and `read` events; a connection whose credential holds `jobs.view`
+also sits in the room `jobs`, where the process' `JobFeed` pushes `jobs` events (job status
+changes and queue depth, realtime_cms/jobs/events.py). Client events are acknowledged with
 `{"ok": true, ...}` or `{"ok": false, "error": {"code", "message"}}`; each one re-checks the
 token, and a sweep re-checks every connection's credentials (in bulk) every few seconds, so
-a revoked session or a deactivated user stops being served.
+a revoked session or a deactivated user stops being served. An access change (a role's
+permissions, a user's roles) makes the connections concerned join or leave `jobs` at once.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import socketio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.access_watch import ACCESS_WATCH
+from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import bearer_token
 from handlers.collab import failure, ok
 from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, resolve_token
@@ -31,6 +34,8 @@ from realtime_cms.accounts.sessions import still_valid
 from realtime_cms.background import PeriodicTask
 from realtime_cms.db import transaction
 from realtime_cms.errors import CMSError, Invalid, NotFound, RateLimited, Unauthorized
+from realtime_cms.jobs import service as jobs_service
+from realtime_cms.jobs.events import ROOM as JOBS_ROOM
 from realtime_cms.notifications import live, reads
 from realtime_cms.notifications.hub import NAMESPACE, NotificationHub, user_room
 from realtime_cms.notifications.owner import require_user
@@ -62,6 +67,8 @@ class Listener:
     ip: str | None
     user_agent: str | None
     rate: MessageRate
+    # In the room `jobs` (its credential holds `jobs.view`).
+    jobs: bool = False
 
 
 def _token_from(environ: dict[str, Any], auth: Any) -> str | None:
@@ -123,6 +130,7 @@ class NotificationsNamespace(socketio.AsyncNamespace):
             sid, principal.user_id, token, principal.session_id, principal.token_id, ip, agent, rate
         )
         await self.enter_room(sid, user_room(principal.user_id))
+        await self._join_jobs(self.listeners[sid], principal.can(jobs_service.VIEW))
 
     async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
         self.listeners.pop(sid, None)
@@ -197,8 +205,39 @@ class NotificationsNamespace(socketio.AsyncNamespace):
         _object(data)
         return ok(unread=await reads.unread_counts(db, principal))
 
+    async def _join_jobs(self, listener: Listener, allowed: bool) -> None:
+        """Put the connection in the room `jobs`, or out of it, as `allowed` says."""
+        if allowed and not listener.jobs and listener.sid in self.listeners:
+            await self.enter_room(listener.sid, JOBS_ROOM)
+            listener.jobs = True
+        elif not allowed and listener.jobs:
+            await self.leave_room(listener.sid, JOBS_ROOM)
+            listener.jobs = False
+
+    async def recheck_jobs(self, user_id: int | None, session_id: str | None) -> None:
+        """After an access change: the connections concerned join or leave `jobs` as their
+        credential's permissions now say. Only those in the room, or whose user's roles now
+        grant `jobs.view`, are resolved again (their token may hold less than the roles)."""
+        concerned = [
+            item
+            for item in self.listeners.values()
+            if matches(user_id, session_id, of_user=item.user_id, of_session=item.session_id)
+        ]
+        if not concerned:
+            return
+        async with transaction(self.app[keys.SESSIONS]) as db:
+            granted = await jobs_service.job_viewers(db, {item.user_id for item in concerned})
+        for listener in concerned:
+            if listener.jobs or listener.user_id in granted:
+                principal = await resolve_token(
+                    self.app, listener.token, listener.ip, listener.user_agent
+                )
+                allowed = principal is not None and principal.can(jobs_service.VIEW)
+                await self._join_jobs(listener, allowed)
+
     async def start(self, app: web.Application) -> None:
-        """Start the sweep that re-checks every connection's credentials (app startup)."""
+        """Start the sweep that re-checks every connection's credentials (app startup); the
+        feed of job changes to the room `jobs` runs in the core (runtime.py)."""
         await self._running.enter_async_context(Sweep(self))
 
     async def stop(self, app: web.Application) -> None:
@@ -244,6 +283,7 @@ class NotificationsNamespace(socketio.AsyncNamespace):
         if listener is None:
             return
         await self.leave_room(sid, user_room(listener.user_id))
+        await self._join_jobs(listener, False)
         ended = {"code": "session_ended", "message": SESSION_ENDED}
         await self.emit("session_ended", ended, to=sid, ignore_queue=True)
         if not after_ack:
@@ -271,5 +311,6 @@ def setup(app: web.Application, sio: socketio.AsyncServer) -> None:
     namespace = NotificationsNamespace(app)
     sio.register_namespace(namespace)
     app[ACCESS_WATCH].register(lambda user_id, session_id: namespace.sweep())
+    app[ACCESS_WATCH].register(namespace.recheck_jobs)
     app.on_startup.append(namespace.start)
     app.on_shutdown.append(namespace.stop)

@@ -12,6 +12,8 @@ from handlers import (
     delivery,
     documents,
     health,
+    jobs,
+    metrics,
     notifications,
     openapi,
     pages,
@@ -39,6 +41,7 @@ ROUTE_TABLES = (
     documents,
     ws_tickets,
     notifications,
+    jobs,
 )
 
 
@@ -48,6 +51,7 @@ def build_api() -> Api:
 
 def setup(app: web.Application) -> None:
     health.setup(app)
+    metrics.setup(app)
     pages.setup(app)
     build_api().register(app)
     openapi.setup(app)

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     version_autosave_every_changes: int = Field(default=1000, ge=1)
     version_autosave_keep: int = Field(default=50, ge=0)
     version_autosave_max_age_days: float = Field(default=30.0, ge=0)
-    version_retention_interval_seconds: float = Field(default=3600.0, gt=0)
+    version_retention_interval_seconds: float = Field(default=3600.0, ge=1)
     # Outgoing mail: SMTP (aiosmtplib) when a host is set, else messages go to the log.
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, ge=1, le=65535)
@@ -89,9 +89,31 @@ class Settings(BaseSettings):
     smtp_from: str = "realtime_cms@localhost"
     smtp_starttls: bool = True
     # Notifications (docs/notifications.md): how long a user's preferences stay cached, and
-    # how often the digest runner looks for due hourly/daily windows.
+    # how often the periodic `notifications.digests` job looks for due hourly/daily windows.
     notification_preference_cache_seconds: float = Field(default=300.0, ge=0)
-    notification_digest_interval_seconds: float = Field(default=60.0, gt=0)
+    notification_digest_interval_seconds: float = Field(default=60.0, ge=1)
+    # Background work (docs/operations.md, "Background work"). `serve` runs an embedded
+    # worker unless `worker_embedded` is false (dedicated `realtime-cms worker` processes).
+    # A worker runs up to `job_concurrency` jobs at once from `job_queues` (empty: every
+    # queue); its heartbeat is the lease of its jobs, and a process silent for
+    # `job_stale_after_seconds` (0: 2.5 heartbeats) is dead and its jobs are taken back.
+    # Idle workers wake on a commit (Redis pub/sub, or in-process) and poll every
+    # `job_poll_seconds` besides; a stopping worker lets jobs finish for `job_grace_seconds`.
+    # Ended jobs are kept `job_retention_days`. `job_plugins`: modules with a
+    # `register(registry)` adding job types (comma-separated).
+    worker_embedded: bool = True
+    job_concurrency: int = Field(default=10, ge=1, le=1000)
+    job_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    job_heartbeat_seconds: float = Field(default=2.0, gt=0)
+    job_stale_after_seconds: float = Field(default=0.0, ge=0)
+    job_poll_seconds: float = Field(default=1.0, gt=0)
+    job_grace_seconds: float = Field(default=10.0, ge=0)
+    job_retention_days: float = Field(default=7.0, gt=0)
+    # Bearer token a Prometheus scrape of /metrics presents; unset: loopback clients only.
+    metrics_token: str | None = None
+    # A worker process above this resident memory (MB) loses health score.
+    job_memory_limit_mb: int = Field(default=1024, ge=16)
+    job_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     db_echo: bool = False
     db_pool_size: int = Field(default=10, ge=1)
     # OWASP argon2id parameters (m=19 MiB, t=2, p=1); raised by operators, lowered only in tests.
@@ -99,7 +121,9 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=2, ge=1)
     argon2_parallelism: int = Field(default=1, ge=1)
 
-    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @field_validator(
+        "allowed_origins", "trusted_proxies", "job_queues", "job_plugins", mode="before"
+    )
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -1,22 +1,26 @@
 """Outgoing mail behind one small interface: SMTP when configured, else the log.
 
-Mail a request causes is sent after its commit, in the background (`send_after_commit`),
-so no answer waits for, fails with, or takes longer because of, the mail server.
+Mail is sent by the job `mail.send` (`SEND`), enqueued in the transaction of the change that
+causes it: nothing is sent for a change that rolls back, no request waits for (or fails with,
+or takes longer because of) the mail server, and a mail server that refuses is retried with
+backoff until it takes the message. The job's id is the message's Message-ID, so a retry
+after a send whose outcome was lost carries the same id (receivers can deduplicate it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
 
 import aiosmtplib
+from pydantic import BaseModel, Field
 
 from realtime_cms.config import Settings
+from realtime_cms.jobs.registry import JobContext, JobType
 
 log = logging.getLogger(__name__)
 
@@ -26,98 +30,57 @@ class Message:
     to: str
     subject: str
     body: str
+    # `<...>` Message-ID header; set from the sending job's id.
+    message_id: str | None = None
 
 
 class MailSender(Protocol):
     async def send(self, message: Message) -> None: ...
 
 
-# Builds the message when the background task runs (None: nothing to send).
-Compose = Callable[[], Awaitable[Message | None]]
-AfterCommit = Callable[[], Awaitable[None]]
-# Pauses before the second and third attempt: rides out a mail server's restart, no more.
-RETRY_DELAYS = (0.5, 2.0)
-# The tasks started by `send_after_commit` (asyncio keeps only weak references to tasks).
-_in_flight: set[asyncio.Task[None]] = set()
+class MailPayload(BaseModel):
+    """The payload of `mail.send`: one message to one recipient."""
+
+    model_config = {"extra": "forbid"}
+    # Not EmailStr: it refuses special-use domains (`.localhost`, `.test`) that accounts may
+    # legitimately use; the address was validated where the account was created.
+    to: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+    subject: str = Field(min_length=1, max_length=998)
+    # Write-only: shown to nobody over REST (reset and verification links are secrets).
+    body: str = Field(max_length=1_000_000, json_schema_extra={"writeOnly": True})
+
+    @classmethod
+    def of(cls, message: Message) -> MailPayload:
+        return cls(to=message.to, subject=message.subject, body=message.body)
 
 
-def send_after_commit(mailer: MailSender, mail: Message | Compose) -> AfterCommit:
-    """An effect for the edge to await once its transaction has committed: it starts sending
-    `mail` in a background task and returns at once.
-
-    `mail` is a message, or a coroutine function composing one, which may look things up and
-    write in a transaction of its own (the password reset does, so that the request's answer
-    does not depend on whether an account exists). Failures are retried (`RETRY_DELAYS`), then
-    logged by recipient and subject, never with the body, which carries links with tokens.
-    This stands in for a job enqueued in the caller's transaction until `worker_jobs` has a
-    job system; callers need not change when it takes over.
-    """
-
-    async def start() -> None:
-        task = asyncio.create_task(_compose_and_send(mailer, mail), name="mail-after-commit")
-        _in_flight.add(task)
-        task.add_done_callback(_in_flight.discard)
-
-    return start
+def message_id(job_id: str) -> str:
+    return f"<{job_id}@{socket.getfqdn() or 'realtime-cms'}>"
 
 
-async def drain(grace: float | None = None) -> None:
-    """Wait for the mail `send_after_commit` started; after `grace` seconds, cancel what is
-    left (tests wait for their mail; a shutdown must not wait for a stalled mail server)."""
-    loop = asyncio.get_running_loop()
-    deadline = None if grace is None else loop.time() + grace
-    while pending := {task for task in _in_flight if task.get_loop() is loop}:
-        left = None if deadline is None else max(0.0, deadline - loop.time())
-        _, late = await asyncio.wait(pending, timeout=left)
-        if late:
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
-            return
-
-
-async def _compose_and_send(mailer: MailSender, mail: Message | Compose) -> None:
-    try:
-        message = mail if isinstance(mail, Message) else await mail()
-    except Exception:
-        log.exception("composing a mail failed; nothing was sent")
-        return
-    if message is not None:
-        await send_with_retry(mailer, message)
-
-
-async def send_with_retry(
-    mailer: MailSender, message: Message, delays: tuple[float, ...] = RETRY_DELAYS
-) -> bool:
-    """Send `message`, trying again after each of `delays`; whether it went (failures logged)."""
-    attempts = len(delays) + 1
-    reason = ""
-    for attempt, delay in enumerate((*delays, None), start=1):
-        try:
-            await mailer.send(message)
-            return True
-        except Exception as exc:  # any failure of the mail server or the network
-            reason = f"{type(exc).__name__}: {exc}"
-        if delay is None:
-            break
-        log.warning(
-            "mail to %s (%r) failed, attempt %d of %d; again in %.1f s: %s",
-            message.to,
-            message.subject,
-            attempt,
-            attempts,
-            delay,
-            reason,
-        )
-        await asyncio.sleep(delay)
-    log.error(
-        "mail to %s (%r) not sent after %d attempts: %s",
-        message.to,
-        message.subject,
-        attempts,
-        reason,
+async def _send(context: JobContext, payload: MailPayload) -> str:
+    message = Message(
+        to=str(payload.to),
+        subject=payload.subject,
+        body=payload.body,
+        message_id=message_id(context.job_id),
     )
-    return False
+    await context.runtime.mailer.send(message)
+    # Never the body: mailed links carry tokens.
+    return f"sent to {payload.to}"
+
+
+# Retries after about 2 s, 4 s, 8 s ... (jittered, capped at an hour): a mail server may be
+# away for several hours and the mail still arrives.
+SEND = JobType(
+    "mail.send",
+    MailPayload,
+    _send,
+    queue="mail",
+    max_attempts=16,
+    timeout_seconds=120,
+    description="Send one mail (retried with backoff while the mail server refuses)",
+)
 
 
 class LogMailSender:
@@ -152,6 +115,8 @@ class SmtpMailSender:
     async def send(self, message: Message) -> None:
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = self.sender, message.to, message.subject
+        if message.message_id:
+            mail["Message-ID"] = message.message_id
         mail.set_content(message.body)
         await aiosmtplib.send(
             mail,

@@ -1,23 +1,27 @@
 """The core assembled without aiohttp: `Runtime(settings)`, entered with `async with`.
 
 Building it does no I/O (settings, the event bus, password hashing, the mailer, the
-notification hub). Entering opens, in order, the database, Redis and the rate limiter,
-notification delivery with its digest runner, live documents (the update store, rooms,
-the Redis relay, presence), the content binding, and versioning (autosave, retention);
-leaving closes them in reverse, each once, whatever failed (one `AsyncExitStack`). The web
-app enters it in one `cleanup_ctx` (handlers/app.py); any other process (a CLI command, a
-worker) can enter it directly. Ways in hand it what only they have: the Socket.IO server
-live pushes go out through, and what to do when an access change is committed here or
-reported by another node (re-check the connections concerned).
+notification hub, the job types). Entering opens, in order, the database, Redis and the
+rate limiter, notification delivery, live documents (the update store, rooms, the Redis
+relay, presence), the content binding, autosave, the job wake-up and, in a process with
+the worker role, the job worker; leaving closes them in reverse, each once, whatever failed
+(one `AsyncExitStack`), so the worker stops first and its jobs finish with everything up.
+
+The web app enters it in one `cleanup_ctx` (handlers/app.py), with an embedded worker by
+default; `realtime-cms worker` enters it with the worker role only (handlers/worker.py).
+Ways in hand it what only they have: the Socket.IO server live pushes go out through (a
+process without one pushes through Redis, write-only), and what to do when an access change
+is committed here or reported by another node (re-check the connections concerned).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from types import TracebackType
-from typing import Self
+from typing import Any, Protocol, Self
 
 import socketio
 from redis.asyncio import Redis
@@ -33,19 +37,57 @@ from realtime_cms.db import create_engine, session_factory
 from realtime_cms.documents.presence import Presence, registry_for
 from realtime_cms.documents.service import apply_level_change
 from realtime_cms.events import AccessChanged, EventBus, attach
+from realtime_cms.jobs import service as jobs_service
+from realtime_cms.jobs.catalog import build_registry, schedules
+from realtime_cms.jobs.wakeup import Wakeup
+from realtime_cms.jobs.worker import JobWorker, WorkerOptions
 from realtime_cms.mail import MailSender, mail_sender_for
-from realtime_cms.notifications.digests import DigestRunner
 from realtime_cms.notifications.hub import NotificationHub
 from realtime_cms.notifications.preferences import CACHE_SECONDS_KEY
 from realtime_cms.notifications.service import Dispatcher
 from realtime_cms.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from realtime_cms.security.passwords import Passwords
 from realtime_cms.versions.autosave import Autosave
-from realtime_cms.versions.retention import Policy, Retention
 
 # Re-check now the connections of a user (None: any) on a login session (None: any);
 # returns at once (handlers.access_watch.AccessWatch.changed).
 AccessCallback = Callable[[int | None, str | None], None]
+
+
+class Emitter(Protocol):
+    """What live pushes go out through: a Socket.IO server, or a write-only manager."""
+
+    async def emit(self, event: str, data: Any = None, **kwargs: Any) -> Any: ...
+
+
+def worker_options(
+    settings: Settings,
+    queues: list[str],
+    *,
+    kind: str = "worker",
+    concurrency: int | None = None,
+) -> WorkerOptions:
+    """The worker of a process, from settings (`queues`: what it takes; empty: every queue)."""
+    return WorkerOptions(
+        kind=kind,
+        queues=tuple(queues),
+        concurrency=concurrency or settings.job_concurrency,
+        heartbeat_seconds=settings.job_heartbeat_seconds,
+        stale_after_seconds=settings.job_stale_after_seconds or None,
+        poll_seconds=settings.job_poll_seconds,
+        grace_seconds=settings.job_grace_seconds,
+        memory_limit_mb=settings.job_memory_limit_mb,
+    )
+
+
+def _write_only_emitter(settings: Settings) -> Emitter:
+    """Pushes from a process that serves no sockets: through Redis to the web processes, or
+    (without Redis) to nobody; clients read what they missed when they reconnect."""
+    if settings.redis_url:
+        return socketio.AsyncRedisManager(
+            settings.redis_url, channel=f"{settings.redis_prefix}socketio", write_only=True
+        )
+    return socketio.AsyncServer()
 
 
 class Runtime:
@@ -55,14 +97,18 @@ class Runtime:
         self,
         settings: Settings,
         *,
-        sio: socketio.AsyncServer,
+        sio: Emitter | None = None,
         on_access_change: AccessCallback | None = None,
+        worker: WorkerOptions | None = None,
     ) -> None:
         self.settings = settings
         self.events = EventBus()
         self.passwords = Passwords(settings)
         self.mailer: MailSender = mail_sender_for(settings)
-        self.notification_hub = NotificationHub(sio)
+        self.notification_hub = NotificationHub(sio or _write_only_emitter(settings))
+        self.jobs = build_registry(settings)
+        self.worker_options = worker
+        self.worker: JobWorker | None = None
         self._on_access_change = on_access_change
         self._stack: contextlib.AsyncExitStack | None = None
 
@@ -109,15 +155,8 @@ class Runtime:
             else MemoryRateLimiter()
         )
 
-        # Delivery of committed notifications, and the digest runner (every process runs one).
-        self.notifier = Dispatcher(self.notification_hub, self.mailer)
-        await stack.enter_async_context(
-            DigestRunner(
-                sessions,
-                self.notifier,
-                interval_seconds=settings.notification_digest_interval_seconds,
-            )
-        )
+        # Delivery of committed notifications (live pushes; their mail goes out as jobs).
+        self.notifier = Dispatcher(self.notification_hub)
 
         await self._start_documents(stack)
 
@@ -133,19 +172,36 @@ class Runtime:
         )
         self.autosave = Autosave(
             sessions,
-            self.content,
             quiet_seconds=settings.version_autosave_quiet_seconds,
             every_changes=settings.version_autosave_every_changes,
         )
         self.autosave.attach(self.rooms.hooks)
-        policy = Policy(
-            keep=settings.version_autosave_keep, max_age_days=settings.version_autosave_max_age_days
-        )
-        retention = Retention(
-            sessions, policy, interval_seconds=settings.version_retention_interval_seconds
-        )
         await stack.enter_async_context(self.autosave)
-        await stack.enter_async_context(retention)
+        await self._start_jobs(stack)
+
+    async def _start_jobs(self, stack: contextlib.AsyncExitStack) -> None:
+        """The wake-up every process sends on commit; the worker in a worker process."""
+        wakeup = Wakeup(self.redis, f"{self.settings.redis_prefix}jobs")
+        wakeup.attach(self.events)
+        await stack.enter_async_context(wakeup)
+        # Job changes pushed to admins' sockets from whichever process made them.
+        await stack.enter_async_context(
+            jobs_service.feed(self.events, self.notification_hub.sio, self.sessions, self.jobs)
+        )
+        options = self.worker_options
+        if options is not None:
+            if not options.queues:
+                options = dataclasses.replace(options, queues=tuple(self.jobs.queues()))
+            self.worker = await stack.enter_async_context(
+                JobWorker(
+                    self.sessions,
+                    self.jobs,
+                    wakeup,
+                    options,
+                    runtime=self,
+                    schedules=schedules(self.settings),
+                )
+            )
 
     async def _start_documents(self, stack: contextlib.AsyncExitStack) -> None:
         """The update store, the rooms, the relay to other nodes and presence."""

@@ -1,40 +1,31 @@
 """Password reset and email verification: single-use, expiring tokens delivered by mail.
 
-A reset request is answered before anything depends on the address: the request only
-counts against the rate limits; looking up the account, storing its token and mailing the
-link happen after the answer, in the background (`mail.send_after_commit`). So the answer,
-and how long it takes, are the same whether or not an account uses the address, and
-whatever the mail server does.
+A reset request is answered before anything depends on the address: the request counts
+against the rate limits and enqueues an `accounts.reset_mail` job in its transaction;
+looking up the account, making its token and mailing the link happen in that job
+(realtime_cms/accounts/jobs.py). So the answer, and how long it takes, are the same whether
+or not an account uses the address, and whatever the mail server does. Verification mail is
+a job too. Tokens are made by the jobs, never stored in a job's payload.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
-from functools import partial
-from urllib.parse import quote
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.accounts import jobs
 from realtime_cms.accounts.guards import check_password, limit_key, throttle
 from realtime_cms.accounts.sessions import revoke_all, with_user
 from realtime_cms.audit import record
 from realtime_cms.config import Settings
-from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.errors import Conflict, Invalid, Unauthorized
-from realtime_cms.mail import AfterCommit, MailSender, Message, send_after_commit
+from realtime_cms.jobs.queue import enqueue
 from realtime_cms.models.auth import EmailVerificationToken, User
 from realtime_cms.models.base import utcnow
 from realtime_cms.principal import Principal
 from realtime_cms.ratelimit import RateLimiter
 from realtime_cms.security.passwords import Passwords
-from realtime_cms.security.tokens import (
-    ONE_TIME_PREFIX,
-    hash_token,
-    hash_token_short,
-    matches,
-    new_token,
-)
+from realtime_cms.security.tokens import hash_token, hash_token_short, matches
 
 RESET_ACCEPTED = "If an active account uses that email, a reset link has been sent to it"
 
@@ -52,20 +43,15 @@ def link_base(settings: Settings, origin: str) -> str:
 
 
 async def request_reset(
+    db: AsyncSession,
     limiter: RateLimiter,
-    mailer: MailSender,
-    sessions: SessionFactory,
     settings: Settings,
     principal: Principal,
     *,
     email: str,
     base_url: str,
-) -> AfterCommit:
-    """Count the request against its limits; the effect to run after commit does the rest.
-
-    The effect mails a reset link to the active account with this email, if there is one
-    (see the module): nothing the caller sees depends on it.
-    """
+) -> None:
+    """Count the request against its limits and enqueue the job that does the rest."""
     address = email.strip().lower()
     await throttle(
         limiter,
@@ -74,40 +60,14 @@ async def request_reset(
         (limit_key("reset:email", address), settings.reset_rate_limit),
         message="Too many reset requests; try again later",
     )
-    compose = partial(
-        _reset_mail, sessions, settings, principal, address=address, base_url=base_url
+    ip, agent = principal.ip, principal.user_agent
+    payload = jobs.ResetMail(
+        address=address,
+        base_url=base_url,
+        ip=ip[: jobs.IP_MAX] if ip else None,
+        user_agent=agent[: jobs.USER_AGENT_MAX] if agent else None,
     )
-    return send_after_commit(mailer, compose)
-
-
-async def _reset_mail(
-    sessions: SessionFactory,
-    settings: Settings,
-    principal: Principal,
-    *,
-    address: str,
-    base_url: str,
-) -> Message | None:
-    """Store a reset token for the active account using `address` (committed); its mail."""
-    async with transaction(sessions) as db:
-        user = await db.scalar(sa.select(User).where(sa.func.lower(User.email) == address))
-        if user is None or not user.is_active:
-            return None
-        token = new_token(ONE_TIME_PREFIX)
-        user.password_reset_token = hash_token_short(token)
-        user.password_reset_expires = utcnow() + timedelta(seconds=settings.reset_token_ttl_seconds)
-        await db.flush()
-        await record(db, principal, "auth.password_reset_request", "user", user.id, user_id=user.id)
-    minutes = settings.reset_token_ttl_seconds // 60
-    return Message(
-        to=user.email,
-        subject="Reset your password",
-        body=(
-            f"Someone asked to reset the password of {user.username}.\n"
-            f"To choose a new password, open {base_url}/reset?token={quote(token)}\n"
-            f"The link works once, for {minutes} minutes. If it wasn't you, ignore this mail."
-        ),
-    )
+    await enqueue(db, jobs.RESET_MAIL, payload)
 
 
 async def confirm_reset(
@@ -139,14 +99,13 @@ async def confirm_reset(
 async def request_verification(
     db: AsyncSession,
     limiter: RateLimiter,
-    mailer: MailSender,
     settings: Settings,
     principal: Principal,
     *,
     base_url: str,
-) -> AfterCommit:
-    """Store a token proving the signed-in user controls their email address; the effect to
-    run after commit mails it (in the background: the answer does not wait for the mail)."""
+) -> None:
+    """Check that the signed-in user's address needs verifying and enqueue the job that
+    makes the token and mails it (the answer does not wait for the mail)."""
     user = await db.get(User, principal.user_id) if principal.user_id is not None else None
     if user is None:
         raise Unauthorized("Sign in to continue")
@@ -158,25 +117,9 @@ async def request_verification(
         (limit_key("verify:user", str(user.id)), settings.reset_rate_limit),
         message="Too many verification requests; try again later",
     )
-    token = new_token(ONE_TIME_PREFIX)
-    expires = utcnow() + timedelta(seconds=settings.verify_token_ttl_seconds)
-    db.add(
-        EmailVerificationToken(
-            user_id=user.id, email=user.email, token_hash=hash_token(token), expires_at=expires
-        )
-    )
-    await db.flush()
     await record(db, principal, "auth.verify_email_request", "user", user.id)
-    message = Message(
-        to=user.email,
-        subject="Verify your email address",
-        body=(
-            f"To confirm that {user.email} belongs to {user.username}, open "
-            f"{base_url}/verify-email?token={quote(token)}\n"
-            "If it wasn't you, ignore this mail."
-        ),
-    )
-    return send_after_commit(mailer, message)
+    payload = jobs.VerificationMail(user_id=user.id, base_url=base_url)
+    await enqueue(db, jobs.VERIFICATION_MAIL, payload)
 
 
 async def confirm_verification(db: AsyncSession, principal: Principal, *, token: str) -> None:

@@ -50,6 +50,26 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+class PreciseUTCDateTime(UTCDateTime):
+    """UTCDateTime to the microsecond (DATETIME(6) on MySQL/MariaDB): heartbeats, whose age
+    decides within a heartbeat or two whether a process is dead."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in _MYSQL:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None)
+
+
 def _int_variant(base: sa.types.TypeEngine[int], mysql_type: Any) -> sa.types.TypeEngine[int]:
     return base.with_variant(mysql_type, *_MYSQL)
 

@@ -115,8 +115,9 @@ class NotificationPreferenceCache(Base):
 class NotificationDigestItem(Base):
     """Added: a notification held for an hourly or daily digest (one row per channel).
 
-    The digest runner claims a user's due rows of one channel into a `notification_batches`
-    batch (`batch_id`) and delivers them as one digest; unclaimed rows have no batch.
+    The `notifications.digest` job claims a user's due rows of one channel into a
+    `notification_batches` batch (`batch_id`) and delivers them as one digest; unclaimed rows
+    have no batch.
     """
 
     __tablename__ = "notification_digest_items"

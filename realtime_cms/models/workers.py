@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from realtime_cms.models.base import (
     Base,
     IntUnsigned,
+    PreciseUTCDateTime,
     TinyInt,
     UTCDateTime,
     created_at_column,
@@ -36,7 +37,8 @@ class Worker(Base):
     status: Mapped[str] = mapped_column(sa.String(20), default="active", server_default="active")
     hostname: Mapped[str | None] = mapped_column(sa.String(255))
     pid: Mapped[int | None] = mapped_column(sa.Integer)
-    last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # To the microsecond (migration 0003): staleness is judged within a heartbeat or two.
+    last_heartbeat: Mapped[datetime | None] = mapped_column(PreciseUTCDateTime())
     created_at: Mapped[datetime | None] = created_at_column()
     updated_at: Mapped[datetime | None] = updated_at_column()
     health_score: Mapped[int | None] = mapped_column(
@@ -256,7 +258,8 @@ class WorkerProcess(Base):
     pid: Mapped[int | None] = mapped_column(sa.Integer)
     memory_limit: Mapped[int] = mapped_column(sa.Integer, default=128, server_default="128")
     current_memory: Mapped[int | None] = mapped_column(sa.Integer, default=0, server_default="0")
-    last_heartbeat: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # The lease of the process' jobs; to the microsecond (migration 0003).
+    last_heartbeat: Mapped[datetime | None] = mapped_column(PreciseUTCDateTime())
     # Deliberately not an FK (the seed has none): a finished job may be purged first.
     last_job_id: Mapped[str | None] = mapped_column(sa.String(36))
     created_at: Mapped[datetime | None] = created_at_column()
@@ -281,14 +284,25 @@ class BatchJob(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
+
+
 class WorkerJob(Base):
-    """A queued job; workers claim rows with SELECT ... FOR UPDATE SKIP LOCKED."""
+    """A job of the job system (realtime_cms/jobs): claimed with SKIP LOCKED on MariaDB and
+    a compare-and-set UPDATE on SQLite, leased by its process' heartbeat.
+
+    Added to the seed's columns (docs/schema.md, migration 0003): `queue`, `priority`
+    (lower runs first), `run_at` (not before), `last_error`, `dedupe_key` (unique while the
+    job is queued or processing, cleared when it ends) and the `cancelled` status.
+    """
 
     __tablename__ = "worker_jobs"
-    # Added index: the claim query `WHERE status = 'queued' ORDER BY created_at`.
-    __table_args__ = (sa.Index(None, "status", "created_at"),)
+    # The claim query: `WHERE status = 'queued' AND queue IN (...) AND run_at <= now
+    # ORDER BY priority, run_at`.
+    __table_args__ = (sa.Index(None, "status", "queue", "priority", "run_at"),)
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    # The lease holder while `processing`; completion is fenced on it.
     process_id: Mapped[str | None] = mapped_column(
         sa.String(36), sa.ForeignKey("worker_processes.id", ondelete="SET NULL"), index=True
     )
@@ -299,7 +313,7 @@ class WorkerJob(Base):
     type: Mapped[str] = mapped_column(sa.String(50))
     payload: Mapped[dict[str, Any]] = mapped_column(sa.JSON)
     status: Mapped[str] = mapped_column(
-        enum("queued", "processing", "completed", "failed", name="worker_jobs_status"),
+        enum(*JOB_STATUSES, name="worker_jobs_status"),
         default="queued",
         server_default="queued",
         index=True,
@@ -310,6 +324,13 @@ class WorkerJob(Base):
     created_at: Mapped[datetime | None] = created_at_column()
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    queue: Mapped[str] = mapped_column(sa.String(50), default="default", server_default="default")
+    priority: Mapped[int] = mapped_column(sa.SmallInteger, default=0, server_default="0")
+    run_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, server_default=sa.func.current_timestamp()
+    )
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    dedupe_key: Mapped[str | None] = mapped_column(sa.String(191), unique=True)
 
 
 class BatchJobItem(Base):

@@ -1,42 +1,35 @@
 """Digests: held hourly/daily notifications delivered as one summary per channel, exactly once.
 
-Every server process runs a `DigestRunner`. Each round (every
-`RCMS_NOTIFICATION_DIGEST_INTERVAL_SECONDS`, by an injectable clock) it finds users with due
-digest items (`due_at` passed, no batch yet) and, per user and frequency, claims them in one
-transaction: it inserts a `notification_batches` row and moves the items into it with a
-conditional UPDATE (`batch_id IS NULL`). A second process doing the same waits on the same
-rows and then matches none, so it rolls back and delivers nothing. The committing process
-then delivers one digest per channel: an in-app summary notification (stored in the same
-transaction, pushed live after the commit) and one mail.
+The periodic job `notifications.digests` finds the users with due digest items (`due_at`
+passed, no batch yet: `due_groups`) and enqueues one `notifications.digest` job per user and
+frequency (realtime_cms/notifications/jobs.py). That job's transaction `claim`s the group: it
+inserts a `notification_batches` row and moves the items into it with a conditional UPDATE
+(`batch_id IS NULL`). Another run doing the same at once waits on the same rows and then
+matches none, so it drops its empty batch and delivers nothing. The claiming run builds one
+digest per channel in the same transaction: an in-app summary notification (pushed live
+after the commit) and a `mail.send` job.
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from realtime_cms.background import PeriodicTask
-from realtime_cms.db import SessionFactory, transaction
-from realtime_cms.mail import Message
+from realtime_cms.jobs.queue import enqueue
+from realtime_cms.mail import SEND, MailPayload
 from realtime_cms.models.auth import User
-from realtime_cms.models.base import utcnow
 from realtime_cms.models.notifications import Notification, NotificationDigestItem
 from realtime_cms.models.workers import NotificationBatch
 from realtime_cms.notifications.reads import as_json, counts_of
-from realtime_cms.notifications.service import Dispatcher, NotifyResult
+from realtime_cms.notifications.service import NotifyResult, stage
 from realtime_cms.notifications.templates import SUBJECT_MAX
 
-log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-# Groups handled per round; the rest wait for the next round.
+# Groups handled per run; the rest wait for the next run.
 MAX_GROUPS = 500
 # Items listed in full in a digest; the rest are counted.
 LISTED = 50
@@ -47,10 +40,6 @@ _MESSAGE_PREVIEW = 500
 class Group:
     user_id: int
     frequency: str
-
-
-class _NothingToClaim(Exception):
-    """Another process claimed the group first: roll back the empty batch."""
 
 
 async def due_groups(db: AsyncSession, now: datetime) -> list[Group]:
@@ -111,20 +100,14 @@ async def _email(
     if len(items) > LISTED:
         body += f"\n\n... and {len(items) - LISTED} more"
     subject = _title(group.frequency, len(items))
-    return NotifyResult(emails=[Message(to=user.email, subject=subject, body=body)])
+    await enqueue(db, SEND, MailPayload(to=user.email, subject=subject, body=body))
+    return NotifyResult(emails=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
-    batch_id: str
-    result: NotifyResult
-
-
-async def claim(db: AsyncSession, group: Group, now: datetime) -> Claimed:
-    """Claim the group's due items into a new batch and build its digests (see the module).
-
-    Raises `_NothingToClaim` (the caller rolls back) when another process got them first.
-    """
+async def claim(db: AsyncSession, group: Group, now: datetime) -> NotifyResult | None:
+    """Claim the group's due items into a new batch and build its digests (see the module):
+    staged on `db` for the push, and returned; None (and no batch) when another run got them
+    first."""
     batch_id = str(uuid.uuid4())
     # The batch row first: on SQLite this write takes the lock before anything is read.
     batch = NotificationBatch(
@@ -145,7 +128,9 @@ async def claim(db: AsyncSession, group: Group, now: datetime) -> Claimed:
         .execution_options(synchronize_session=False)
     )
     if not getattr(claimed, "rowcount", 0):
-        raise _NothingToClaim
+        await db.delete(batch)
+        await db.flush()
+        return None
     items = list(
         await db.scalars(sa.select(item).where(item.batch_id == batch_id).order_by(item.id))
     )
@@ -160,64 +145,8 @@ async def claim(db: AsyncSession, group: Group, now: datetime) -> Claimed:
             )
             result.merge(built)
     batch.notification_count = len(items)
-    batch.status = "processing" if result.emails else "completed"
-    batch.completed_at = None if result.emails else now
+    batch.status = "completed"
+    batch.completed_at = now
     await db.flush()
-    return Claimed(batch_id, result)
-
-
-async def _finish(sessions: SessionFactory, batch_id: str, status: str, now: datetime) -> None:
-    async with transaction(sessions) as db:
-        await db.execute(
-            sa.update(NotificationBatch)
-            .where(NotificationBatch.batch_id == batch_id)
-            .values(status=status, completed_at=now)
-        )
-
-
-class DigestRunner(PeriodicTask):
-    """Delivers due digests every `interval_seconds`; use as `async with` (starts once)."""
-
-    name = "notification-digests"
-
-    def __init__(
-        self,
-        sessions: SessionFactory,
-        dispatcher: Dispatcher,
-        *,
-        interval_seconds: float = 60.0,
-        clock: Clock = utcnow,
-    ) -> None:
-        super().__init__(interval_seconds=interval_seconds)
-        self._sessions = sessions
-        self._dispatcher = dispatcher
-        self._clock = clock
-
-    async def run_once(self) -> None:
-        await self.deliver_due()
-
-    async def deliver_due(self, now: datetime | None = None) -> int:
-        """Deliver every digest due at `now` (default: the clock); how many batches it made."""
-        now = (now or self._clock()).replace(microsecond=0)
-        async with transaction(self._sessions) as db:
-            groups = await due_groups(db, now)
-        made = 0
-        for group in groups:
-            made += await self._deliver(group, now)
-        return made
-
-    async def _deliver(self, group: Group, now: datetime) -> int:
-        try:
-            async with transaction(self._sessions) as db:
-                claimed = await claim(db, group, now)
-        except _NothingToClaim:
-            return 0
-        except DBAPIError:
-            # A deadlock or lock timeout with another process claiming: it has the items.
-            log.info("digest claim for user %s lost a race; skipping", group.user_id, exc_info=True)
-            return 0
-        failed = await self._dispatcher.deliver(claimed.result)
-        if claimed.result.emails:
-            status = "failed" if failed else "completed"
-            await _finish(self._sessions, claimed.batch_id, status, self._clock())
-        return 1
+    stage(db, result)
+    return result

@@ -2,27 +2,31 @@
 
 For each recipient it resolves the preference for the category, renders the template (all
 recipients first: one failure stores nothing), then per channel: `immediate` in-app
-notifications are stored and returned for a live push, `immediate` mail is returned to be
-sent, `hourly`/`daily` ones are held as digest items (`digests.py`), `off` drops the channel.
+notifications are stored and returned for a live push, `immediate` mail becomes a
+`mail.send` job, `hourly`/`daily` ones are held as digest items (`digests.py`), `off` drops
+the channel.
 
-Nothing leaves the process before the commit. `notify` returns a `NotifyResult` and also
-stages it on the session; the edge that commits delivers it once, either with
-`push_after_commit` (+ mail) on the returned value or with `Dispatcher.deliver(take_staged(db))`.
+Everything is written in the caller's transaction: the mail jobs exist iff the notification
+commits, and the job system retries them until the mail server takes them. Only the live
+push waits for the commit: `notify` returns a `NotifyResult` and also stages it on the
+session; the edge that commits pushes it once, with `Dispatcher.deliver(take_staged(db))`
+(`schedule_push` arranges that).
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.errors import Unprocessable
-from realtime_cms.mail import MailSender, Message
+from realtime_cms.jobs.queue import enqueue
+from realtime_cms.mail import SEND, MailPayload
 from realtime_cms.models.auth import User
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.notifications import (
@@ -38,18 +42,17 @@ from realtime_cms.notifications.schemas import CHANNELS, MAX_MESSAGE
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
 
-log = logging.getLogger(__name__)
-
 STAGED = "rcms.notifications.staged"
 
 
 @dataclass(slots=True)
 class NotifyResult:
-    """What to do once the notifying transaction has committed."""
+    """What a notifying transaction did, and what to push once it has committed."""
 
     # (user id, notification JSON) for every immediate in-app notification stored.
     deliveries: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    emails: list[Message] = field(default_factory=list)
+    # `mail.send` jobs enqueued (one per mail), committed with the notifications.
+    emails: int = 0
     # Unread counts of the users in `deliveries`, as of the notifying transaction.
     counts: dict[int, dict[str, Any]] = field(default_factory=dict)
     recipients: int = 0
@@ -57,7 +60,7 @@ class NotifyResult:
 
     def merge(self, other: NotifyResult) -> None:
         self.deliveries.extend(other.deliveries)
-        self.emails.extend(other.emails)
+        self.emails += other.emails
         self.counts.update(other.counts)
         self.recipients += other.recipients
         self.queued += other.queued
@@ -200,9 +203,9 @@ async def notify(
                 db.add(row)
                 stored.append(row)
             else:
-                result.emails.append(
-                    Message(to=user.email, subject=text.subject, body=text.message)
-                )
+                mail = MailPayload(to=user.email, subject=text.subject, body=text.message)
+                await enqueue(db, SEND, mail)
+                result.emails += 1
     await db.flush()
     for row, data in zip(stored, await as_json(db, stored), strict=True):
         result.deliveries.append((row.user_id, data))
@@ -260,27 +263,22 @@ async def push_after_commit(hub: LiveHub, result: NotifyResult) -> None:
         await hub.counts(user_id, unread)
 
 
-async def send_mail(mailer: MailSender, result: NotifyResult) -> int:
-    """Send the result's mail; failures are logged (what was notified is committed): how many."""
-    failed = 0
-    for message in result.emails:
-        try:
-            await mailer.send(message)
-        except Exception:
-            failed += 1
-            log.exception("sending a notification mail to %s failed", message.to)
-    return failed
-
-
 class Dispatcher:
-    """Delivers committed notifications: live pushes through the hub, then mail."""
+    """Pushes committed notifications live through the hub (their mail is already queued)."""
 
-    def __init__(self, hub: LiveHub | None, mailer: MailSender) -> None:
+    def __init__(self, hub: LiveHub | None) -> None:
         self.hub = hub
-        self.mailer = mailer
 
-    async def deliver(self, result: NotifyResult) -> int:
-        """Push and mail `result`; the number of mails that could not be sent."""
+    async def deliver(self, result: NotifyResult) -> None:
+        """Push `result`'s notifications and unread counts (nothing without a hub)."""
         if self.hub is not None:
             await push_after_commit(self.hub, result)
-        return await send_mail(self.mailer, result)
+
+
+def schedule_push(
+    db: AsyncSession, dispatcher: Dispatcher, after_commit: list[Callable[[], Awaitable[None]]]
+) -> None:
+    """Add to `after_commit` (run once `db` commits) the push of what `notify` staged on it."""
+    staged = take_staged(db)
+    if staged.deliveries or staged.counts:
+        after_commit.append(partial(dispatcher.deliver, staged))

@@ -1,41 +1,65 @@
-"""Autosave: a version of a live content document after a quiet period or many changes.
+"""Autosave: a version of a live content document after a quiet period or many changes,
+saved by a durable `versions.autosave` job so that a crash loses no due autosave.
 
 `Autosave` follows the rooms' `on_change` hook. Only changes made on this node count (a
 relayed update has `peer` None: its own node saves it), so one edit burst gives one
-autosave however many nodes show it. Saves are attributed to the last editor, take the
-content from the binding, and never repeat the latest version's content. Pending saves run
-when the document unloads and when the node shuts down.
+autosave however many nodes show it. The first change of a quiet window on this node queues
+(in a task of its own, never blocking the hook) the item's autosave job, not before a safety
+net time: the dedupe key `autosave:<id>` keeps one pending per item across nodes. The quiet
+period, every `every_changes` changes, the document's unload and the node's shutdown then
+make that job due now, attributed to the last editor. Should the node die first, the job
+runs at its safety net time anyway. The job (realtime_cms/versions/jobs.py) saves the
+content wherever the document is loaded, and never repeats the latest version's content.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.collab.access import content_item_id
 from realtime_cms.collab.hooks import Hooks
 from realtime_cms.collab.peer import Peer
-from realtime_cms.content.binding import ContentBinding
 from realtime_cms.db import SessionFactory, transaction
-from realtime_cms.errors import Invalid, NotFound
-from realtime_cms.models.versions import Version
-from realtime_cms.principal import system
-from realtime_cms.rbac.catalog import PERMISSIONS
-from realtime_cms.versions.service import record_version
+from realtime_cms.errors import Invalid
+from realtime_cms.events import emit
+from realtime_cms.jobs.queue import JobsEnqueued, enqueue
+from realtime_cms.models.base import utcnow
+from realtime_cms.models.workers import WorkerJob
+from realtime_cms.versions.jobs import AUTOSAVE, AutosavePayload, autosave_key
 
 logger = logging.getLogger(__name__)
 
-_SYSTEM = system(frozenset(PERMISSIONS))
+# The safety net: a window's job is due this long after its quiet period would end, so that
+# a node that stays alive saves first (through the quiet timer) and a dead one is covered.
+SAFETY_MARGIN_SECONDS = 30.0
+# While the item's autosave job is running (it may have read the content before this
+# window's changes), a new one cannot be queued yet: try again after these pauses, for at
+# most BUSY_SECONDS (a running job ends well within its 60 s timeout or is reclaimed).
+BUSY_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)
+BUSY_SECONDS = 600.0
 
 
 @dataclass(slots=True)
-class _Pending:
+class _Window:
+    """This node's changes to one item since its last autosave was made due."""
+
     user_id: int | None
+    # Until when a queued job covers the window's changes (as far as this node knows): a
+    # change later than this queues a job again (a burst outlasting its safety net).
+    covered_until: datetime
     changes: int = 0
     timer: asyncio.TimerHandle | None = None
+    # Queueing the window's job (its safety net).
+    queueing: asyncio.Task[None] | None = None
 
 
 def _item_of(document_id: str) -> int | None:
@@ -45,25 +69,49 @@ def _item_of(document_id: str) -> int | None:
         return None
 
 
+async def advance(db: AsyncSession, dedupe_key: str, payload: dict[str, Any], queue: str) -> bool:
+    """Make the queued job holding `dedupe_key` due now with `payload` (workers are woken
+    after the commit); whether there was one."""
+    result = await db.execute(
+        sa.update(WorkerJob)
+        .where(WorkerJob.dedupe_key == dedupe_key, WorkerJob.status == "queued")
+        .values(run_at=utcnow(), payload=payload)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    emit(db, JobsEnqueued(queue))
+    return True
+
+
+async def _queued_at(db: AsyncSession, dedupe_key: str) -> datetime | None:
+    """When the queued job holding `dedupe_key` is due (None: no such job)."""
+    return await db.scalar(
+        sa.select(WorkerJob.run_at).where(
+            WorkerJob.dedupe_key == dedupe_key, WorkerJob.status == "queued"
+        )
+    )
+
+
 class Autosave:
-    """Debounced autosaves of `content:<id>` documents; use as `async with` (exit flushes)."""
+    """Debounced, durable autosaves of `content:<id>` documents; use as `async with` (exit
+    makes every pending autosave due)."""
 
     def __init__(
         self,
         sessions: SessionFactory,
-        binding: ContentBinding,
         *,
         quiet_seconds: float,
         every_changes: int,
+        safety_seconds: float | None = None,
     ) -> None:
         self._sessions = sessions
-        self._binding = binding
         self._quiet = quiet_seconds
         self._every = every_changes
-        self._pending: dict[int, _Pending] = {}
-        self._saving: set[asyncio.Task[Version | None]] = set()
-        # One save at a time on this node: autosaves are rare, and it keeps SQLite calm.
-        self._lock = asyncio.Lock()
+        self._safety = (
+            quiet_seconds + SAFETY_MARGIN_SECONDS if safety_seconds is None else safety_seconds
+        )
+        self._windows: dict[int, _Window] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._open = False
         self._hooks: Hooks | None = None
 
@@ -93,75 +141,107 @@ class Autosave:
             self._hooks = None
 
     async def changed(self, document_id: str, update: bytes, peer: Peer | None) -> None:
-        """The `on_change` hook: count the change, save now or after the quiet period."""
+        """The `on_change` hook: count the change; queue the window's job on its first one;
+        make the job due after enough changes, or else after the quiet period."""
         item_id = _item_of(document_id)
         if peer is None or item_id is None or not self._open:
             return
-        pending = self._pending.setdefault(item_id, _Pending(peer.principal.user_id))
-        pending.user_id = peer.principal.user_id
-        pending.changes += 1
-        if pending.timer is not None:
-            pending.timer.cancel()
-        if pending.changes >= self._every:
-            self._start(item_id)
+        now = utcnow()
+        window = self._windows.setdefault(item_id, _Window(peer.principal.user_id, now))
+        window.user_id = peer.principal.user_id
+        window.changes += 1
+        if now >= window.covered_until and (window.queueing is None or window.queueing.done()):
+            window.queueing = self._spawn(self._safety_net(item_id, window))
+        if window.timer is not None:
+            window.timer.cancel()
+        if window.changes >= self._every:
+            self._make_due(item_id)
         else:
             loop = asyncio.get_running_loop()
-            pending.timer = loop.call_later(self._quiet, self._start, item_id)
+            window.timer = loop.call_later(self._quiet, self._make_due, item_id)
 
     async def unloaded(self, document_id: str) -> None:
-        """The `on_unload` hook: save what the document's last changes left pending."""
+        """The `on_unload` hook: make the document's pending autosave due."""
         item_id = _item_of(document_id)
         if item_id is not None:
             await self.flush(item_id)
 
-    def _start(self, item_id: int) -> None:
-        pending = self._pending.pop(item_id, None)
-        if pending is None:
-            return
-        task = asyncio.ensure_future(self.save(item_id, pending.user_id))
-        self._saving.add(task)
-        task.add_done_callback(self._saving.discard)
+    def _make_due(self, item_id: int) -> None:
+        window = self._windows.pop(item_id, None)
+        if window is not None:
+            self._spawn(self._due(item_id, window))
 
-    async def flush(self, item_id: int) -> Version | None:
-        """Save the item's pending changes now (None when nothing was pending or new)."""
-        pending = self._pending.pop(item_id, None)
-        if pending is None:
-            return None
-        if pending.timer is not None:
-            pending.timer.cancel()
-        return await self.save(item_id, pending.user_id)
+    async def flush(self, item_id: int) -> None:
+        """Make the item's pending autosave due now (nothing when none is pending)."""
+        window = self._windows.pop(item_id, None)
+        if window is not None:
+            await self._due(item_id, window)
 
     async def flush_all(self) -> None:
-        """Save every pending change and wait for the saves already running."""
-        for item_id in list(self._pending):
+        """Make every pending autosave due, and wait until every job is queued."""
+        for item_id in list(self._windows):
             await self.flush(item_id)
-        if self._saving:
-            await asyncio.wait(set(self._saving))
+        await self.drain()
+
+    async def drain(self) -> None:
+        """Wait until the jobs this node is queueing or making due are in the database."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
 
     @property
     def pending(self) -> frozenset[int]:
-        """Items with changes not yet autosaved."""
-        return frozenset(self._pending)
+        """Items with changes whose autosave is not yet due (on this node's side)."""
+        return frozenset(self._windows)
 
-    async def save(self, item_id: int, user_id: int | None) -> Version | None:
-        """An autosave of the item's current content, unless it equals the latest version;
-        failures are logged (the next change tries again)."""
-        async with self._lock:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _safety_net(self, item_id: int, window: _Window) -> None:
+        now = utcnow()
+        not_before = now + timedelta(seconds=self._safety)
+        window.covered_until = not_before
+        due = await self._cover(item_id, window.user_id, not_before)
+        if due is None:
+            window.covered_until = now  # failed (logged): the next change tries again
+        elif due < not_before:
+            # Covered by a job queued before, which may run before this window ends: look
+            # again then (or, if it is due already, after a safety period).
+            window.covered_until = due if due > now else not_before
+
+    async def _due(self, item_id: int, window: _Window) -> None:
+        if window.timer is not None:
+            window.timer.cancel()
+        if window.queueing is not None:
+            await asyncio.wait({window.queueing})  # the safety net first: then it is moved
+        await self._cover(item_id, window.user_id, None)
+
+    async def _cover(
+        self, item_id: int, user_id: int | None, not_before: datetime | None
+    ) -> datetime | None:
+        """Make sure a queued job will save the changes made so far: one due at `not_before`
+        (None: now, moving the queued one forward), or one that was queued already. When
+        the covering job is due; None when that failed (logged)."""
+        payload = AUTOSAVE.validate(AutosavePayload(item_id=item_id, user_id=user_id))
+        key = autosave_key(item_id)
+        deadline = asyncio.get_running_loop().time() + BUSY_SECONDS
+        attempt = 0
+        while asyncio.get_running_loop().time() < deadline:
             try:
-                state = await self._binding.current(item_id)
                 async with transaction(self._sessions) as db:
-                    return await record_version(
-                        db,
-                        _SYSTEM,
-                        item_id=item_id,
-                        state=state,
-                        user_id=user_id,
-                        is_autosave=True,
-                        change_type="autosave",
-                        skip_unchanged=True,
-                    )
-            except NotFound:
-                return None  # the item was deleted meanwhile
+                    if not_before is None and await advance(db, key, payload, AUTOSAVE.queue):
+                        return utcnow()
+                    if await enqueue(db, AUTOSAVE, payload, run_at=not_before, dedupe_key=key):
+                        return not_before or utcnow()
+                    if not_before is not None and (due := await _queued_at(db, key)):
+                        return due
             except Exception:
-                logger.exception("autosaving content item %s failed", item_id)
+                logger.exception("queueing the autosave of content item %s failed", item_id)
                 return None
+            # The item's job is running, or (due now) was queued by another node meanwhile.
+            await asyncio.sleep(BUSY_PAUSES[min(attempt, len(BUSY_PAUSES) - 1)])
+            attempt += 1
+        logger.warning("the autosave job of content item %s stayed busy: not queued", item_id)
+        return None

@@ -5,12 +5,13 @@ those older than `max_age_days` go (0 means no age limit), except the item's lat
 (the base of its next one) and versions a restoration or a conflict record names. Before a
 version goes, every remaining version whose delta was taken from it is rewritten: as a delta
 from the nearest remaining version of its chain, or as a full copy when the chain's full
-copy goes. Each item is pruned in one transaction, under the item's row lock.
+copy goes. Each item is pruned in one transaction, under the item's row lock: the periodic
+job `versions.retention` (realtime_cms/versions/jobs.py) queues one `versions.prune` job for
+each item `items_to_prune` finds.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,8 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.audit import record
-from realtime_cms.background import PeriodicTask
-from realtime_cms.db import SessionFactory, transaction
+from realtime_cms.config import Settings
 from realtime_cms.models.versions import (
     ConflictResolution,
     RestorationAuditLog,
@@ -34,8 +34,6 @@ from realtime_cms.rbac.catalog import PERMISSIONS
 from realtime_cms.versions import storage
 from realtime_cms.versions.service import get_item
 
-logger = logging.getLogger(__name__)
-
 _SYSTEM = system(frozenset(PERMISSIONS))
 
 
@@ -45,6 +43,12 @@ class Policy:
 
     keep: int = 50
     max_age_days: float = 30.0
+
+    @classmethod
+    def of(cls, settings: Settings) -> Policy:
+        return cls(
+            keep=settings.version_autosave_keep, max_age_days=settings.version_autosave_max_age_days
+        )
 
 
 class ChainRow(storage.StoredRow, Protocol):
@@ -210,34 +214,22 @@ async def _relink_metadata(db: AsyncSession, order: Sequence[int], doomed: Colle
         row.previous_version_id = previous.get(row.version_id)
 
 
-async def prune_all(sessions: SessionFactory, policy: Policy) -> int:
-    """Prune every item that has autosaves, one transaction per item."""
-    async with transaction(sessions) as db:
-        items = list(
-            await db.scalars(
-                sa.select(Version.content_id).where(Version.is_autosave.is_(True)).distinct()
-            )
-        )
-    pruned = 0
-    for item_id in items:
-        async with transaction(sessions) as db:
-            pruned += await prune_item(db, item_id, policy)
-    return pruned
-
-
-class Retention(PeriodicTask):
-    """The background loop of the web process: `prune_all` every `interval_seconds`."""
-
-    name = "version-retention"
-
-    def __init__(
-        self, sessions: SessionFactory, policy: Policy, *, interval_seconds: float
-    ) -> None:
-        super().__init__(interval_seconds=interval_seconds)
-        self._sessions = sessions
-        self._policy = policy
-
-    async def run_once(self) -> None:
-        pruned = await prune_all(self._sessions, self._policy)
-        if pruned:
-            logger.info("pruned %s autosave versions", pruned)
+async def items_to_prune(
+    db: AsyncSession, policy: Policy, *, now: datetime, after: int = 0, limit: int = 500
+) -> list[int]:
+    """Ids above `after` (ascending, at most `limit`) of the items that may have autosaves to
+    prune: more than `keep` of them, or one older than the age limit. A superset (`choose`
+    decides), so that the items with nothing to prune, nearly all of them, are not visited."""
+    over = sa.func.count(Version.id) > policy.keep
+    if policy.max_age_days > 0:
+        cutoff = now - timedelta(days=policy.max_age_days)
+        over = sa.or_(over, sa.func.min(Version.created_at) < cutoff)
+    rows = await db.scalars(
+        sa.select(Version.content_id)
+        .where(Version.is_autosave.is_(True), Version.content_id > after)
+        .group_by(Version.content_id)
+        .having(over)
+        .order_by(Version.content_id)
+        .limit(limit)
+    )
+    return list(rows)

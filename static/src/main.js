@@ -2,11 +2,13 @@
 //   #/login          sign in
 //   #/items          the content list (the default)
 //   #/items/<id>     the editor of content item <id>
+//   #/background     background work: queues, jobs and workers (jobs.view, workers.view)
 import { api, onUnauthorized, REMEMBERED } from './api.js'
 import { h, replace } from './dom.js'
 import { loginPage } from './views/login.js'
 import { listPage } from './views/list.js'
 import { editorPage } from './editor/page.js'
+import { backgroundPage } from './views/background.js'
 
 const root = document.getElementById('app')
 let me = null // GET /api/v1/auth/me's data, once signed in
@@ -48,9 +50,14 @@ function header () {
   const name = me.user.first_name || me.user.username
   return h('header', { class: 'topbar' },
     h('a', { class: 'brand', href: '#/items' }, 'realtime_cms'),
+    seesBackgroundWork() ? h('a', { class: 'nav', href: '#/background' }, 'Background work') : null,
     h('span', { class: 'who' }, 'Signed in as ', h('strong', {}, name)),
     h('button', { type: 'button', class: 'secondary', onclick: logout }, 'Sign out'),
   )
+}
+
+function seesBackgroundWork () {
+  return me.permissions.includes('jobs.view') || me.permissions.includes('workers.view')
 }
 
 async function logout () {
@@ -92,7 +99,9 @@ async function route () {
   const match = /^#\/items\/(\d+)$/.exec(hash)
   const main = h('main', { id: 'main', tabindex: '-1' })
   replace(root, h('a', { class: 'skip', href: '#main', onclick: (e) => { e.preventDefault(); main.focus() } }, 'Skip to content'), header(), main)
-  current = match ? editorPage(main, { me, itemId: Number(match[1]) }) : listPage(main, { me })
+  if (match) current = editorPage(main, { me, itemId: Number(match[1]) })
+  else if (hash === '#/background') current = backgroundPage(main, { me })
+  else current = listPage(main, { me })
 }
 
 onUnauthorized(() => {

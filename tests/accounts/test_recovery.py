@@ -2,42 +2,30 @@
 
 from __future__ import annotations
 
-import logging
+import json
 import re
-import time
-from collections.abc import Callable
 from datetime import timedelta
-from email.message import EmailMessage
 from typing import Any
 from urllib.parse import unquote
 
-import pytest
 import sqlalchemy as sa
-from aiohttp.test_utils import TestClient
 
-from realtime_cms import keys, mail
-from realtime_cms.accounts import recovery
-from realtime_cms.mail import LogMailSender
+from realtime_cms import keys
+from realtime_cms.accounts import jobs
+from realtime_cms.mail import LogMailSender, Message
 from realtime_cms.models.auth import EmailVerificationToken, User
 from realtime_cms.models.base import utcnow
-from realtime_cms.security.tokens import hash_token_short
-from tests.accounts.smtp import (
-    SMTP_TIMEOUT,
-    Inbox,
-    app_mailing_to,
-    free_port,
-    smtp_inbox,
-    stalling_smtp,
-)
 from tests.accounts.support import (
     assert_all_revoked,
     execute,
+    job_of,
+    new_user,
     post_login,
     sign_in_everywhere,
     unique,
 )
 from tests.support.harness import PASSWORD, Harness
-from tests.support.live import eventually
+from tests.support.jobs import settle_jobs
 
 NEW_PASSWORD = "a brand new passphrase"
 _TOKEN = re.compile(r"\?token=(\S+)")
@@ -49,28 +37,31 @@ def outbox(harness: Harness) -> LogMailSender:
     return mailer
 
 
+def last_message_to(harness: Harness, address: str) -> Message:
+    return [m for m in outbox(harness).outbox if m.to == address][-1]
+
+
 def last_mail_to(harness: Harness, address: str) -> tuple[str, str]:
     """The link and token of the latest mail sent to `address`."""
-    message = [m for m in outbox(harness).outbox if m.to == address][-1]
+    message = last_message_to(harness, address)
     match = _TOKEN.search(message.body)
     assert match is not None
     link = next(word for word in message.body.split() if "?token=" in word)
     return link, unquote(match[1])
 
 
-async def new_user(harness: Harness, *roles: str, **extra: Any) -> tuple[str, str]:
-    name = unique()
-    email = f"{name}@example.com"
-    await harness.add_user(name, *(roles or ("viewer",)), email=email, **extra)
-    return name, email
+async def settle(harness: Harness) -> None:
+    """Wait for the server's own worker to run the mail jobs the answers do not wait for."""
+    types = [job_type.name for job_type in jobs.JOB_TYPES]
+    await settle_jobs(harness.app[keys.SESSIONS], types)
 
 
 async def request_reset(harness: Harness, email: str, **kwargs: Any) -> Any:
-    """Ask for a reset link, and wait for the mail the answer does not wait for."""
+    """Ask for a reset link, and wait for its job (and so its mail)."""
     response = await harness.client.post(
         "/api/v1/auth/password-reset", json={"email": email}, **kwargs
     )
-    await mail.drain()
+    await settle(harness)
     return response
 
 
@@ -177,7 +168,7 @@ async def request_verification(harness: Harness, name: str, email: str) -> str:
     session = await harness.login(name)
     response = await harness.call("POST", "/api/v1/auth/verify-email", token=session)
     assert response.status == 202
-    await mail.drain()
+    await settle(harness)
     return last_mail_to(harness, email)[1]
 
 
@@ -242,111 +233,18 @@ async def test_a_link_mailed_to_a_previous_address_is_void(harness: Harness) -> 
     assert response.status == 400 and (await response.json())["code"] == "invalid_token"
 
 
-# --- over real SMTP: the answer never waits for, or depends on, the mail ---------------------
-
-
-def reset_hash_seen_by(harness: Harness) -> tuple[sa.Engine, Callable[[EmailMessage], Any]]:
-    """A check the SMTP server runs when a mail arrives: the reset hash committed for its address.
-
-    It reads through a connection of its own, so it sees only what has been committed.
-    """
-    url = harness.app[keys.SETTINGS].database_url
-    engine = sa.create_engine(url.replace("+aiosqlite", "").replace("+aiomysql", "+pymysql"))
-
-    def seen(message: EmailMessage) -> Any:
-        with engine.connect() as conn:
-            query = sa.select(User.password_reset_token).where(User.email == message["To"])
-            return conn.scalar(query)
-
-    return engine, seen
-
-
-def token_in(message: EmailMessage) -> str:
-    match = _TOKEN.search(str(message.get_content()))
-    assert match is not None
-    return unquote(match[1])
-
-
-async def post_reset(client: TestClient[Any, Any], email: str) -> tuple[int, Any, float]:
-    """Status, body and how long the answer took."""
-    started = time.monotonic()
-    response = await client.post("/api/v1/auth/password-reset", json={"email": email})
-    return response.status, await response.json(), time.monotonic() - started
-
-
-async def test_the_reset_mail_arrives_over_smtp_once_its_token_is_committed(
-    harness: Harness,
-) -> None:
-    _, email = await new_user(harness)
-    engine, seen = reset_hash_seen_by(harness)
-    inbox = Inbox(on_data=seen)
-    try:
-        with smtp_inbox(inbox) as port:
-            async with app_mailing_to(harness, port) as client:
-                status, _, _ = await post_reset(client, email)
-                assert status == 202
-                await eventually(lambda: bool(inbox.received), within=SMTP_TIMEOUT)
-    finally:
-        engine.dispose()
-    [arrived] = inbox.received
-    assert arrived.message["To"] == email
-    token = token_in(arrived.message)
-    assert arrived.seen == hash_token_short(token)
-    assert (await confirm_reset(harness, token)).status == 204
-
-
-async def test_the_reset_answers_at_once_while_the_smtp_server_stalls(
-    harness: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
-    _, email = await new_user(harness)
-    async with stalling_smtp() as (port, release), app_mailing_to(harness, port) as client:
-        status, body, took = await post_reset(client, email)
-        # Not a timing benchmark: today's code waits out the SMTP timeout (30 s) and fails.
-        assert status == 202 and took < SMTP_TIMEOUT / 3
-        assert body == {"data": {"message": recovery.RESET_ACCEPTED}}
-        with caplog.at_level(logging.WARNING, logger="realtime_cms.mail"):
-            release()
-            await mail.drain()
-    assert any(r.levelno == logging.ERROR and email in r.getMessage() for r in caplog.records)
-
-
-async def test_the_reset_answers_202_when_smtp_is_down_and_the_failure_is_logged(
-    harness: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
-    _, email = await new_user(harness)
-    async with app_mailing_to(harness, free_port()) as client:
-        with caplog.at_level(logging.WARNING, logger="realtime_cms.mail"):
-            known = await post_reset(client, email)
-            unknown = await post_reset(client, f"{unique()}@example.com")
-            await mail.drain()
-    assert known[:2] == unknown[:2] and known[0] == 202
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1 and email in errors[0].getMessage()
-    assert "token=" not in caplog.text
-
-
-async def test_a_mail_the_smtp_server_defers_is_sent_again(harness: Harness) -> None:
-    _, email = await new_user(harness)
-    inbox = Inbox(refuse_first=1)
-    with smtp_inbox(inbox) as port:
-        async with app_mailing_to(harness, port) as client:
-            assert (await post_reset(client, email))[0] == 202
-            await mail.drain()
-    assert inbox.refused == 1
-    assert [r.message["To"] for r in inbox.received] == [email]
-
-
-async def test_a_verification_request_answers_202_when_smtp_is_down(
-    harness: Harness, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_the_mail_jobs_keep_no_token_in_their_payload_or_output(harness: Harness) -> None:
     name, email = await new_user(harness)
-    session = await harness.login(name)
-    async with app_mailing_to(harness, free_port()) as client:
-        with caplog.at_level(logging.WARNING, logger="realtime_cms.mail"):
-            response = await client.post(
-                "/api/v1/auth/verify-email", headers={"Authorization": f"Bearer {session}"}
-            )
-            assert response.status == 202
-            await mail.drain()
-    assert any(r.levelno == logging.ERROR and email in r.getMessage() for r in caplog.records)
-    assert "token=" not in caplog.text
+    await request_reset(harness, email)
+    reset_mail, (_, reset_token) = last_message_to(harness, email), last_mail_to(harness, email)
+    verify_token = await request_verification(harness, name, email)
+    verify_mail = last_message_to(harness, email)
+    for message, token, job_type, fields in (
+        (reset_mail, reset_token, jobs.RESET_MAIL, {"address", "base_url", "ip", "user_agent"}),
+        (verify_mail, verify_token, jobs.VERIFICATION_MAIL, {"user_id", "base_url"}),
+    ):
+        job = await job_of(harness, message.message_id)
+        assert (job.type, job.status, job.queue) == (job_type.name, "completed", "mail")
+        assert set(job.payload) == fields
+        stored = json.dumps(job.payload) + (job.output or "") + (job.last_error or "")
+        assert token not in stored and "token=" not in stored

@@ -83,7 +83,7 @@ def test_migrated_database_matches_the_models(migrated_url: str) -> None:
 
 def test_applied_revisions_are_recorded_in_the_seed_migrations_table(migrated_url: str) -> None:
     recorded = _inspect(migrated_url, _recorded)
-    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002"]
+    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002", "0003"]
     assert recorded[0][1] == 1
 
 
@@ -94,3 +94,27 @@ def test_downgrade_to_base_then_upgrade_again(migrated_url: str) -> None:
     tables = _inspect(migrated_url, _tables)
     assert seed_tables() - {"client_activity_logs"} <= tables
     assert _inspect(migrated_url, _drift) == []
+
+
+def _job_statuses_accepted(conn: sa.Connection) -> dict[str, bool]:
+    accepted = {}
+    for status in ("cancelled", "bogus"):
+        savepoint = conn.begin_nested() if conn.in_transaction() else conn.begin()
+        try:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO worker_jobs (id, type, payload, status, run_at)"
+                    " VALUES (:id, 'x', '{}', :status, CURRENT_TIMESTAMP)"
+                ),
+                {"id": f"status-{status}", "status": status},
+            )
+            accepted[status] = True
+        except sa.exc.DBAPIError:
+            accepted[status] = False
+        finally:
+            savepoint.rollback()
+    return accepted
+
+
+def test_upgraded_job_status_takes_cancelled_and_nothing_else(migrated_url: str) -> None:
+    assert _inspect(migrated_url, _job_statuses_accepted) == {"cancelled": True, "bogus": False}

@@ -1,18 +1,24 @@
-"""Helpers for notification tests: notify as the server, read rows, record pushes and mail."""
+"""Helpers for notification tests: notify as the server, read rows, record pushes, run jobs."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from datetime import datetime
+from types import SimpleNamespace
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms import keys
-from realtime_cms.db import transaction
+from realtime_cms.db import SessionFactory, transaction
+from realtime_cms.jobs.registry import JobContext, JobType
 from realtime_cms.models.notifications import Notification
 from realtime_cms.notifications.producers import PRODUCER
-from realtime_cms.notifications.service import NotifyResult, notify
+from realtime_cms.notifications.service import Dispatcher, NotifyResult, notify
+from realtime_cms.runtime import Runtime
+from tests.support import jobs as support_jobs
 from tests.support.harness import Harness
 
 _names = itertools.count(1)
@@ -37,6 +43,28 @@ class FakeHub:
 
     async def read(self, user_id: int, ids: list[int] | None) -> None:
         self.events.append(("read", user_id, ids))
+
+
+def _runtime(hub: FakeHub) -> Runtime:
+    return cast(Runtime, SimpleNamespace(notifier=Dispatcher(hub)))
+
+
+def job_context(
+    db: AsyncSession, job_type: JobType[Any], at: datetime, hub: FakeHub, job_id: str | None = None
+) -> JobContext:
+    """What a worker hands a job started at `at`, with pushes going to `hub`."""
+    return support_jobs.job_context(db, job_type, _runtime(hub), at=at, job_id=job_id)
+
+
+async def run_job(
+    sessions: SessionFactory,
+    job_type: JobType[Any],
+    payload: dict[str, Any],
+    at: datetime,
+    hub: FakeHub,
+) -> str:
+    """Run a job as a worker would: the handler in one transaction, its pushes after it."""
+    return str(await support_jobs.run_job(sessions, job_type, payload, _runtime(hub), at=at))
 
 
 async def send(harness: Harness, users: list[int], **options: Any) -> NotifyResult:

@@ -1,4 +1,4 @@
-"""`notify`: per-frequency routing, channels, staging and what is pushed after commit."""
+"""`notify`: per-frequency routing, channels, mail jobs, staging and what is pushed after commit."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.errors import Forbidden, Unprocessable
 from realtime_cms.mail import LogMailSender
+from realtime_cms.models.auth import User
 from realtime_cms.models.notifications import (
     NotificationDigestItem,
     NotificationTemplate,
     UserNotificationPreference,
 )
+from realtime_cms.models.workers import WorkerJob
+from realtime_cms.notifications.producers import PRODUCER
 from realtime_cms.notifications.service import (
-    Dispatcher,
     notify,
     push_after_commit,
     take_staged,
@@ -27,6 +29,7 @@ from realtime_cms.notifications.service import (
 from realtime_cms.principal import Principal
 from tests.notifications.support import FakeHub, count, new_user, notifications_of, send, unique
 from tests.support.harness import Harness
+from tests.support.jobs import settle_jobs
 
 
 async def _prefer(harness: Harness, user_id: int, channels: list[str], frequency: str) -> None:
@@ -51,18 +54,45 @@ async def test_immediate_in_app_is_stored_and_returned_for_a_push(harness: Harne
     assert [event for event, _, _ in hub.events] == ["notification", "unread"]
 
 
-async def test_immediate_email_is_returned_as_mail_after_commit(harness: Harness) -> None:
+async def _email_of(harness: Harness, user_id: int) -> str:
+    return str(await harness.scalar(sa.select(User.email).where(User.id == user_id)))
+
+
+async def _mail_jobs(harness: Harness, to: str) -> list[dict[str, Any]]:
+    async with transaction(harness.app[keys.SESSIONS]) as db:
+        payloads = await db.scalars(
+            sa.select(WorkerJob.payload)
+            .where(WorkerJob.type == "mail.send")
+            .order_by(WorkerJob.created_at)
+        )
+        return [payload for payload in payloads if payload["to"] == to]
+
+
+async def test_immediate_email_is_a_mail_job_committed_with_the_notify(harness: Harness) -> None:
     user_id, _ = await new_user(harness, "viewer")
     await _prefer(harness, user_id, ["email"], "immediate")
     result = await send(harness, [user_id], title="Mail me", message="body text")
-    assert await notifications_of(harness, user_id) == []
-    [mail] = result.emails
-    assert (
-        mail.subject == "Mail me" and mail.body == "body text" and mail.to.endswith("@example.com")
-    )
-    mailer = LogMailSender()
-    assert await Dispatcher(None, mailer).deliver(result) == 0
-    assert list(mailer.outbox) == [mail]
+    assert await notifications_of(harness, user_id) == [] and result.emails == 1
+    address = await _email_of(harness, user_id)
+    assert await _mail_jobs(harness, address) == [
+        {"to": address, "subject": "Mail me", "body": "body text"}
+    ]
+    await settle_jobs(harness.app[keys.SESSIONS], ["mail.send"])
+    mailer = harness.app[keys.MAILER]
+    assert isinstance(mailer, LogMailSender)
+    [sent] = [m for m in mailer.outbox if m.to == address]
+    assert (sent.subject, sent.body) == ("Mail me", "body text") and sent.message_id
+
+
+async def test_a_rolled_back_notify_queues_no_mail(harness: Harness) -> None:
+    user_id, _ = await new_user(harness, "viewer")
+    await _prefer(harness, user_id, ["email"], "immediate")
+    with pytest.raises(RuntimeError):
+        async with transaction(harness.app[keys.SESSIONS]) as db:
+            result = await notify(db, PRODUCER, users=[user_id], title="Never", message="m")
+            assert result.emails == 1
+            raise RuntimeError("the change fails after notifying")
+    assert await _mail_jobs(harness, await _email_of(harness, user_id)) == []
 
 
 @pytest.mark.parametrize("frequency", ["hourly", "daily"])
@@ -71,7 +101,7 @@ async def test_hourly_and_daily_are_held_for_a_digest(harness: Harness, frequenc
     await _prefer(harness, user_id, ["in_app", "email"], frequency)
     now = datetime(2026, 3, 4, 10, 30, 5, tzinfo=UTC)
     result = await send(harness, [user_id], now=now)
-    assert result.deliveries == [] and result.emails == [] and result.queued == 2
+    assert result.deliveries == [] and result.emails == 0 and result.queued == 2
     assert await count(harness, _queued(user_id)) == 2
     assert await notifications_of(harness, user_id) == []
 
@@ -86,7 +116,7 @@ async def test_off_sends_nothing_on_any_channel(harness: Harness) -> None:
     user_id, _ = await new_user(harness, "viewer")
     await _prefer(harness, user_id, ["in_app", "email"], "off")
     result = await send(harness, [user_id])
-    assert result.deliveries == [] and result.emails == [] and result.queued == 0
+    assert result.deliveries == [] and result.emails == 0 and result.queued == 0
     assert await count(harness, _queued(user_id)) == 0
 
 
@@ -104,7 +134,7 @@ async def test_a_templates_channels_limit_the_users_channels(harness: Harness) -
         )
         db.add(template)
     result = await send(harness, [user_id], template=template.name, title=None, message=None)
-    assert result.deliveries == [] and len(result.emails) == 1
+    assert result.deliveries == [] and result.emails == 1
 
 
 async def test_unknown_recipients_are_named(harness: Harness) -> None:

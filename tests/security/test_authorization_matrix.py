@@ -17,6 +17,7 @@ import pytest
 from aiohttp import ClientResponse
 
 import tests.security.recipes_content  # noqa: F401  (registers the content recipes)
+import tests.security.recipes_jobs  # noqa: F401  (registers the background-work recipes)
 from tests.security.principals import PRINCIPALS, Who, clone_bearer, principals
 from tests.security.recipes import RECIPES, RULES
 from tests.security.recipes import signed_in as signed_in_rule

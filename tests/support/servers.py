@@ -433,6 +433,8 @@ class MariaDBServer(_ServerProcess):
         return [
             "--no-defaults",
             f"--datadir={self.datadir}",
+            # Its own temporary files: servers of parallel runs must not share /tmp's names.
+            f"--tmpdir={self.tmpdir}",
             *run_as,
             "--skip-name-resolve",
             "--skip-log-bin",

@@ -1,4 +1,4 @@
-"""The versions service on a live database: exact history, numbering, metadata, autosave."""
+"""The versions service on a live database: exact history, numbering, metadata."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from realtime_cms.content.binding import ContentState
 from realtime_cms.db import transaction
 from realtime_cms.models.versions import Version, VersionContent, VersionMetadata
 from realtime_cms.versions import service
-from realtime_cms.versions.autosave import Autosave
 from realtime_cms.versions.storage import canonical, hash_of
 from tests.support.harness import Harness
-from tests.versions.conftest import World, new_item, principal_of, save, until
+from tests.versions.conftest import World, new_item, principal_of, save
 
 WORDS = ["alpha", "beta", "gamma", "delta", "é", "😀", "\n", "\n\n", "# ", "- "]
 
@@ -96,58 +95,6 @@ async def test_an_author_cannot_version_another_authors_item(
             assert exc.code == "permission_denied"
         else:
             raise AssertionError("an author versioned another author's item")
-
-
-async def test_autosave_saves_after_the_quiet_period_attributed_to_the_last_editor(
-    harness: Harness, world: World
-) -> None:
-    item_id = await new_item(harness, world, body="start")
-    app = harness.app
-    autosave = Autosave(
-        app[keys.SESSIONS], app[keys.CONTENT], quiet_seconds=0.05, every_changes=1000
-    )
-    editor = principal_of(harness, "editor")
-
-    class Seat:
-        id, principal = "seat", editor
-
-    async with autosave:
-        await autosave.changed(f"content:{item_id}", b"", Seat())  # type: ignore[arg-type]
-        await autosave.changed(f"content:{item_id}", b"", None)  # relayed: not this node's
-        await autosave.changed("notes:1", b"", Seat())  # type: ignore[arg-type]
-
-        async def saved() -> Version | None:
-            return await harness.scalar(sa.select(Version).where(Version.content_id == item_id))
-
-        version = await until(saved)
-        assert version.is_autosave and version.user_id == editor.user_id
-        # Nothing changed since: a second autosave of the same content is not stored.
-        assert await autosave.save(item_id, editor.user_id) is None
-
-
-async def test_autosave_saves_at_once_after_enough_changes_and_flushes_on_exit(
-    harness: Harness, world: World
-) -> None:
-    first, second = (
-        await new_item(harness, world, body="a"),
-        await new_item(harness, world, body="b"),
-    )
-    app = harness.app
-    autosave = Autosave(app[keys.SESSIONS], app[keys.CONTENT], quiet_seconds=3600, every_changes=3)
-
-    class Seat:
-        id, principal = "seat", principal_of(harness, "author")
-
-    async with autosave:
-        for _ in range(3):
-            await autosave.changed(f"content:{first}", b"", Seat())  # type: ignore[arg-type]
-        await autosave.changed(f"content:{second}", b"", Seat())  # type: ignore[arg-type]
-        assert autosave.pending == {second}
-    counts = [
-        await harness.scalar(sa.select(sa.func.count()).where(Version.content_id == item))
-        for item in (first, second)
-    ]
-    assert counts == [1, 1]
 
 
 async def test_the_canonical_content_of_a_version_is_its_hash_input(

@@ -1,0 +1,251 @@
+"""Claiming jobs and ending them, every step fenced on the lease holder.
+
+A claimed job is `processing` with `process_id` set to the claiming process; that process'
+heartbeat is the lease. Every later step (complete, retry, fail, release) is an UPDATE
+`WHERE id = ? AND process_id = ? AND status = 'processing'`: a process whose lease was taken
+(it stopped heartbeating and another process reclaimed its jobs) changes nothing, and the
+job's own database writes, made in the completion's transaction, roll back with it.
+
+Claims: on MariaDB `SELECT ... FOR UPDATE SKIP LOCKED` then an UPDATE of the rows found, so
+concurrent claimers take disjoint rows without waiting; on SQLite one `UPDATE ... WHERE id
+IN (SELECT ...) AND status = 'queued' RETURNING`, the first statement of its transaction, so
+it takes SQLite's single write lock before reading (what BEGIN IMMEDIATE guarantees): a
+compare-and-set no other writer can interleave with.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.db import SessionFactory, transaction
+from realtime_cms.events import emit
+from realtime_cms.jobs.events import JobChanged
+from realtime_cms.models.workers import WorkerJob, WorkerProcess
+
+# Retry pauses: base * 2^(attempt-1), capped, with full jitter on the upper half.
+BACKOFF_BASE_SECONDS = 2.0
+BACKOFF_CAP_SECONDS = 3600.0
+ERROR_MAX = 4000
+LIVE_PROCESS = ("idle", "working")
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job this process holds the lease on."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+    queue: str
+    run_at: datetime
+    batch_job_id: int | None
+
+
+_COLUMNS = (
+    WorkerJob.id,
+    WorkerJob.type,
+    WorkerJob.payload,
+    WorkerJob.attempts,
+    WorkerJob.max_attempts,
+    WorkerJob.queue,
+    WorkerJob.run_at,
+    WorkerJob.batch_job_id,
+)
+
+
+def backoff(attempt: int, *, rng: random.Random | None = None) -> timedelta:
+    """How long to wait before attempt `attempt + 1` (exponential, capped, jittered)."""
+    ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempt - 1))
+    return timedelta(seconds=ceiling / 2 + (rng or random).uniform(0, ceiling / 2))
+
+
+def _ready(queues: Sequence[str], now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        WorkerJob.status == "queued", WorkerJob.queue.in_(queues), WorkerJob.run_at <= now
+    )
+
+
+def _claimed(process_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "status": "processing",
+        "process_id": process_id,
+        "attempts": WorkerJob.attempts + 1,
+        "started_at": now,
+    }
+
+
+async def claim(
+    sessions: SessionFactory, process_id: str, queues: Sequence[str], limit: int, now: datetime
+) -> list[Claimed]:
+    """Take up to `limit` due jobs of `queues`, highest priority (lowest number) first."""
+    if limit <= 0 or not queues:
+        return []
+    order = (WorkerJob.priority, WorkerJob.run_at)
+    async with transaction(sessions) as db:
+        if db.get_bind().dialect.name == "sqlite":
+            ids = sa.select(WorkerJob.id).where(_ready(queues, now)).order_by(*order).limit(limit)
+            stmt = (
+                sa.update(WorkerJob)
+                .where(WorkerJob.id.in_(ids.scalar_subquery()), WorkerJob.status == "queued")
+                .values(_claimed(process_id, now))
+                .returning(*_COLUMNS)
+            )
+            rows = (await db.execute(stmt)).all()
+        else:
+            found = sa.select(*_COLUMNS).where(_ready(queues, now)).order_by(*order).limit(limit)
+            rows = (await db.execute(found.with_for_update(skip_locked=True))).all()
+            if rows:
+                ids_found = [row.id for row in rows]
+                await db.execute(
+                    sa.update(WorkerJob)
+                    .where(WorkerJob.id.in_(ids_found))
+                    .values(_claimed(process_id, now))
+                )
+        for row in rows:
+            emit(db, JobChanged(row.id, "processing", row.type, row.queue))
+    # RETURNING gives the new attempt count; the SELECT the old one.
+    bump = 0 if db.get_bind().dialect.name == "sqlite" else 1
+    return [
+        Claimed(
+            id=row.id,
+            type=row.type,
+            payload=row.payload,
+            attempts=row.attempts + bump,
+            max_attempts=row.max_attempts,
+            queue=row.queue,
+            run_at=row.run_at,
+            batch_job_id=row.batch_job_id,
+        )
+        for row in sorted(rows, key=lambda r: r.id)
+    ]
+
+
+def _held(job_id: str, process_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        WorkerJob.id == job_id,
+        WorkerJob.process_id == process_id,
+        WorkerJob.status == "processing",
+    )
+
+
+async def _fenced(db: AsyncSession, job_id: str, process_id: str, values: dict[str, Any]) -> bool:
+    # No ORM session sync: nothing is loaded, and evaluating it costs more than the UPDATE.
+    stmt = sa.update(WorkerJob).where(_held(job_id, process_id)).values(values)
+    result = await db.execute(stmt.execution_options(synchronize_session=False))
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def complete(
+    db: AsyncSession, job_id: str, process_id: str, output: str | None, now: datetime
+) -> bool:
+    """Mark the job completed in `db`'s transaction (with the job's own writes); False if
+    this process no longer holds the lease (then the caller must roll back)."""
+    values = {"status": "completed", "completed_at": now, "output": output, "dedupe_key": None}
+    # Dispatched only if this transaction commits (a lost lease rolls it back).
+    emit(db, JobChanged(job_id, "completed"))
+    return await _fenced(db, job_id, process_id, {**values, "last_error": None})
+
+
+async def retry_or_fail(
+    sessions: SessionFactory, job: Claimed, process_id: str, error: str, now: datetime
+) -> str | None:
+    """After a failed attempt: back to `queued` after a backoff while attempts remain, else
+    `failed` (the dead state an operator can retry or discard). The new status, or None if
+    the lease was lost (someone else owns the job now)."""
+    error = error[:ERROR_MAX]
+    if job.attempts < job.max_attempts:
+        values: dict[str, Any] = {
+            "status": "queued",
+            "process_id": None,
+            "run_at": now + backoff(job.attempts),
+            "last_error": error,
+        }
+    else:
+        values = {
+            "status": "failed",
+            "completed_at": now,
+            "last_error": error,
+            "dedupe_key": None,
+        }
+    async with transaction(sessions) as db:
+        if not await _fenced(db, job.id, process_id, values):
+            return None
+        emit(db, JobChanged(job.id, str(values["status"]), job.type, job.queue))
+        return str(values["status"])
+
+
+async def release(sessions: SessionFactory, job_ids: Sequence[str], process_id: str) -> int:
+    """Give jobs back unfinished (a graceful stop): queued again, the attempt not counted."""
+    if not job_ids:
+        return 0
+    async with transaction(sessions) as db:
+        result = await db.execute(
+            sa.update(WorkerJob)
+            .where(
+                WorkerJob.id.in_(job_ids),
+                WorkerJob.process_id == process_id,
+                WorkerJob.status == "processing",
+            )
+            .values(status="queued", process_id=None, attempts=WorkerJob.attempts - 1)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Reclaimed:
+    process_ids: list[str]
+    requeued: int
+    failed: int
+
+
+async def reclaim_stale(
+    sessions: SessionFactory, now: datetime, stale_after: float, *, by: str | None = None
+) -> Reclaimed:
+    """Declare processes (other than `by`, the caller) whose heartbeat is older than
+    `stale_after` seconds failed, and take back every processing job not held by a live
+    process (theirs, those of processes declared dead earlier that claimed before they knew,
+    and those whose process row is gone): queued again while attempts remain, else failed."""
+    cutoff = now - timedelta(seconds=stale_after)
+    async with transaction(sessions) as db:
+        stale = sa.select(WorkerProcess.id).where(
+            WorkerProcess.status.in_(LIVE_PROCESS), WorkerProcess.last_heartbeat < cutoff
+        )
+        if by is not None:
+            # A late heartbeat of our own is not our death: only others may declare it.
+            stale = stale.where(WorkerProcess.id != by)
+        if db.get_bind().dialect.name != "sqlite":
+            stale = stale.with_for_update(skip_locked=True)
+        dead = list(await db.scalars(stale))
+        if dead:
+            await db.execute(
+                sa.update(WorkerProcess)
+                .where(WorkerProcess.id.in_(dead), WorkerProcess.status.in_(LIVE_PROCESS))
+                .values(status="failed")
+            )
+        live = sa.select(WorkerProcess.id).where(WorkerProcess.status.in_(LIVE_PROCESS))
+        orphaned = sa.and_(
+            WorkerJob.status == "processing",
+            sa.or_(WorkerJob.process_id.is_(None), WorkerJob.process_id.not_in(live)),
+        )
+        exhausted = WorkerJob.attempts >= WorkerJob.max_attempts
+        reason = "lease lost: its worker process stopped heartbeating"
+        failed = await db.execute(
+            sa.update(WorkerJob)
+            .where(orphaned, exhausted)
+            .values(status="failed", completed_at=now, last_error=reason, dedupe_key=None)
+        )
+        requeued = await db.execute(
+            sa.update(WorkerJob)
+            .where(orphaned, sa.not_(exhausted))
+            .values(status="queued", process_id=None, run_at=now, last_error=reason)
+        )
+    return Reclaimed(dead, int(requeued.rowcount), int(failed.rowcount))  # type: ignore[attr-defined]

@@ -1,0 +1,101 @@
+"""Enqueueing: an INSERT in the caller's transaction, so a job exists iff the change commits.
+
+After the commit, `JobsEnqueued` wakes idle workers (realtime_cms/jobs/wakeup.py); a job
+enqueued in a transaction that rolls back never existed and wakes nobody.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.events import Event, emit
+from realtime_cms.jobs.registry import JobType
+from realtime_cms.models.base import utcnow
+from realtime_cms.models.workers import WorkerJob
+
+DEDUPE_MAX = 191
+
+
+@dataclass(frozen=True, slots=True)
+class JobsEnqueued(Event):
+    """Jobs were committed on `queue`, due at once (wake a worker) or later (`due_now` False)."""
+
+    queue: str
+    due_now: bool = True
+
+
+def _insert_unless_taken(db: AsyncSession, values: dict[str, Any]) -> sa.Insert:
+    """An INSERT that adds nothing when the id or the dedupe key is taken (rowcount 0)."""
+    if db.get_bind().dialect.name == "sqlite":
+        return sqlite.insert(WorkerJob).values(values).on_conflict_do_nothing()
+    # Not ON DUPLICATE KEY UPDATE: with the FOUND_ROWS flag SQLAlchemy sets, its rowcount is 1
+    # either way. IGNORE also turns other errors into warnings, so `enqueue` checks that a
+    # conflicting row really exists when nothing was inserted.
+    return mysql.insert(WorkerJob).values(values).prefix_with("IGNORE")
+
+
+async def enqueue(
+    db: AsyncSession,
+    job_type: JobType[Any],
+    payload: Any = None,
+    *,
+    run_at: datetime | None = None,
+    delay: timedelta | None = None,
+    dedupe_key: str | None = None,
+    job_id: str | None = None,
+    priority: int | None = None,
+    max_attempts: int | None = None,
+    batch_job_id: int | None = None,
+) -> str | None:
+    """Queue a job in `db`'s transaction; its id, or None if `job_id` or `dedupe_key` is taken.
+
+    `dedupe_key` is unique among queued and processing jobs (cleared when a job ends), so a
+    second enqueue with it while the first is pending adds nothing. `job_id` lets a caller
+    choose a deterministic id (periodic slots): a second insert of it is ignored.
+    """
+    if dedupe_key is not None and not 0 < len(dedupe_key) <= DEDUPE_MAX:
+        raise ValueError(f"a dedupe key is 1-{DEDUPE_MAX} characters")
+    now = utcnow()
+    due = run_at if run_at is not None else now + (delay or timedelta())
+    values = {
+        "id": job_id or str(uuid.uuid4()),
+        "type": job_type.name,
+        "payload": job_type.validate(payload if payload is not None else {}),
+        "queue": job_type.queue,
+        "priority": job_type.priority if priority is None else priority,
+        "max_attempts": job_type.max_attempts if max_attempts is None else max_attempts,
+        "run_at": due,
+        "dedupe_key": dedupe_key,
+        "batch_job_id": batch_job_id,
+        "status": "queued",
+        "attempts": 0,
+        "created_at": now,
+    }
+    if dedupe_key is None and job_id is None:
+        await db.execute(sa.insert(WorkerJob).values(values))
+    else:
+        result = await db.execute(_insert_unless_taken(db, values))
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            await _require_conflict(db, values)
+            return None
+    emit(db, JobsEnqueued(job_type.queue, due_now=due <= now))
+    return str(values["id"])
+
+
+async def _require_conflict(db: AsyncSession, values: dict[str, Any]) -> None:
+    """Nothing was inserted: a job with this id or dedupe key must exist, else it failed."""
+    taken = WorkerJob.id == values["id"]
+    if values["dedupe_key"] is not None:
+        taken = sa.or_(taken, WorkerJob.dedupe_key == values["dedupe_key"])
+    # A locking read: on MariaDB a plain one would use this transaction's older snapshot and
+    # miss the conflicting job another transaction has just committed.
+    found = sa.select(sa.func.count()).where(taken).with_for_update(read=True)
+    if await db.scalar(found) == 0:
+        raise RuntimeError(f"job {values['id']} ({values['type']}) could not be inserted")

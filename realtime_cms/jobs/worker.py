@@ -232,10 +232,11 @@ class JobWorker:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.options.heartbeat_seconds / 2)
-            # Only after a full stale window of our own good heartbeats: a process that was
-            # cut off itself must not take its peers' jobs the moment it is back.
+            # Only after a heartbeat and a half of our own good heartbeats: a process that
+            # was cut off (a database outage) must not take its peers' jobs the moment it is
+            # back, before they, back too, have had their chance to heartbeat.
             healthy = self._healthy_since
-            if healthy is None or loop.time() - healthy < self.options.stale_after:
+            if healthy is None or loop.time() - healthy < 1.5 * self.options.heartbeat_seconds:
                 continue
             try:
                 await self._reclaim()

@@ -99,3 +99,17 @@ async def _require_conflict(db: AsyncSession, values: dict[str, Any]) -> None:
     found = sa.select(sa.func.count()).where(taken).with_for_update(read=True)
     if await db.scalar(found) == 0:
         raise RuntimeError(f"job {values['id']} ({values['type']}) could not be inserted")
+
+
+async def make_due(db: AsyncSession, dedupe_key: str, payload: dict[str, Any], queue: str) -> bool:
+    """Make the queued job holding `dedupe_key` due now with `payload` (workers are woken
+    after the commit); whether there was one."""
+    result = await db.execute(
+        sa.update(WorkerJob)
+        .where(WorkerJob.dedupe_key == dedupe_key, WorkerJob.status == "queued")
+        .values(run_at=utcnow(), payload=payload)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    emit(db, JobsEnqueued(queue))
+    return True

@@ -30,8 +30,7 @@ from realtime_cms.collab.hooks import Hooks
 from realtime_cms.collab.peer import Peer
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.errors import Invalid
-from realtime_cms.events import emit
-from realtime_cms.jobs.queue import JobsEnqueued, enqueue
+from realtime_cms.jobs.queue import enqueue, make_due
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.workers import WorkerJob
 from realtime_cms.versions.jobs import AUTOSAVE, AutosavePayload, autosave_key
@@ -67,20 +66,6 @@ def _item_of(document_id: str) -> int | None:
         return content_item_id(document_id)
     except Invalid:
         return None
-
-
-async def advance(db: AsyncSession, dedupe_key: str, payload: dict[str, Any], queue: str) -> bool:
-    """Make the queued job holding `dedupe_key` due now with `payload` (workers are woken
-    after the commit); whether there was one."""
-    result = await db.execute(
-        sa.update(WorkerJob)
-        .where(WorkerJob.dedupe_key == dedupe_key, WorkerJob.status == "queued")
-        .values(run_at=utcnow(), payload=payload)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    emit(db, JobsEnqueued(queue))
-    return True
 
 
 async def _queued_at(db: AsyncSession, dedupe_key: str) -> datetime | None:
@@ -231,7 +216,7 @@ class Autosave:
         while asyncio.get_running_loop().time() < deadline:
             try:
                 async with transaction(self._sessions) as db:
-                    if not_before is None and await advance(db, key, payload, AUTOSAVE.queue):
+                    if not_before is None and await make_due(db, key, payload, AUTOSAVE.queue):
                         return utcnow()
                     if await enqueue(db, AUTOSAVE, payload, run_at=not_before, dedupe_key=key):
                         return not_before or utcnow()

@@ -30,7 +30,7 @@ async def run(settings: Settings, options: WorkerOptions) -> None:
             assert runtime.worker is not None
             log.info(
                 "worker %s running %d at a time from queues %s",
-                runtime.worker.process_id,
+                runtime.worker.process_id or "(registering)",
                 runtime.worker.options.concurrency,
                 ",".join(runtime.worker.options.queues),
             )

@@ -64,8 +64,8 @@ def upgrade() -> None:
         )
         batch_op.drop_index("ix_worker_jobs_status_created_at")
         batch_op.create_index(
-            batch_op.f("ix_worker_jobs_status_queue_priority_run_at"),
-            ["status", "queue", "priority", "run_at"],
+            batch_op.f("ix_worker_jobs_status_priority_run_at_queue"),
+            ["status", "priority", "run_at", "queue"],
             unique=False,
         )
         batch_op.create_unique_constraint(batch_op.f("uq_worker_jobs_dedupe_key"), ["dedupe_key"])
@@ -76,7 +76,7 @@ def downgrade() -> None:
     op.execute("DELETE FROM worker_jobs WHERE status = 'cancelled'")
     with op.batch_alter_table("worker_jobs", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("uq_worker_jobs_dedupe_key"), type_="unique")
-        batch_op.drop_index(batch_op.f("ix_worker_jobs_status_queue_priority_run_at"))
+        batch_op.drop_index(batch_op.f("ix_worker_jobs_status_priority_run_at_queue"))
         batch_op.create_index(
             "ix_worker_jobs_status_created_at", ["status", "created_at"], unique=False
         )

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.events import emit
 from realtime_cms.jobs.events import JobChanged
-from realtime_cms.models.workers import WorkerJob, WorkerProcess
+from realtime_cms.models.workers import CLAIM_INDEX, WorkerJob, WorkerProcess
 
 # Retry pauses: base * 2^(attempt-1), capped, with full jitter on the upper half.
 BACKOFF_BASE_SECONDS = 2.0
@@ -101,7 +101,18 @@ async def claim(
             )
             rows = (await db.execute(stmt)).all()
         else:
-            found = sa.select(*_COLUMNS).where(_ready(queues, now)).order_by(*order).limit(limit)
+            # READ COMMITTED: record locks only, released for rows the WHERE refuses (under
+            # REPEATABLE READ, next-key locks made concurrent claimers deadlock on the
+            # UPDATE). The claim index read in order stops at the LIMIT, so a claimer locks
+            # only what it takes and the others skip only those (docs/schema.md).
+            await db.connection(execution_options={"isolation_level": "READ COMMITTED"})
+            found = (
+                sa.select(*_COLUMNS)
+                .with_hint(WorkerJob, f"FORCE INDEX ({CLAIM_INDEX})")
+                .where(_ready(queues, now))
+                .order_by(*order)
+                .limit(limit)
+            )
             rows = (await db.execute(found.with_for_update(skip_locked=True))).all()
             if rows:
                 ids_found = [row.id for row in rows]

@@ -5,6 +5,9 @@
 heartbeating), the scheduler tick (periodic slots) and the claim loop (up to `concurrency`
 jobs at once, claimed in batches, woken by `Wakeup` or by polling). Leaving it stops
 claiming, lets running jobs finish for `grace_seconds`, then cancels and releases the rest.
+A database that cannot be reached at start does not hold up the process (a web process
+answers 503 on /healthz meanwhile): the worker registers in the background, backing off,
+and starts its tasks once it is registered.
 
 Each job runs in one transaction with its completion: the handler's writes and the fenced
 `completed` UPDATE commit together or not at all. A failure goes back to the queue with a
@@ -118,6 +121,7 @@ class JobWorker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._claiming: asyncio.Task[None] | None = None
+        self._starting: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._last_job_id: str | None = None
         self._healthy_since: float | None = None
@@ -129,9 +133,23 @@ class JobWorker:
         self.on_settled: list[Callable[[str, str], None]] = []
 
     async def __aenter__(self) -> Self:
-        if self._tasks:
+        if self._tasks or self._starting is not None:
             raise RuntimeError("a JobWorker starts only once")
+        try:
+            self.process_id = await self._register_once()
+        except _DB_ERRORS as exc:
+            log.warning("jobs: cannot register yet, trying again in the background: %s", exc)
+            self._starting = asyncio.create_task(self._start_later(), name="jobs-start")
+            return self
+        self._start_tasks()
+        return self
+
+    async def _start_later(self) -> None:
         self.process_id = await self._register()
+        if not self._stopping.is_set():
+            self._start_tasks()
+
+    def _start_tasks(self) -> None:
         loop = asyncio.get_running_loop()
         self._healthy_since = loop.time()
         self._claiming = asyncio.create_task(self._claim_loop(), name="jobs-claim")
@@ -142,7 +160,6 @@ class JobWorker:
         ]
         if self._scheduler.has_schedules:
             self._tasks.append(asyncio.create_task(self._schedule_loop(), name="jobs-schedule"))
-        return self
 
     async def __aexit__(
         self,
@@ -157,6 +174,11 @@ class JobWorker:
         if self._stopping.is_set():
             return
         self._stopping.set()
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)
+        if not self.process_id:
+            return  # never registered: nothing claimed, nothing to release
         if self._claiming is not None:
             await asyncio.gather(self._claiming, return_exceptions=True)
         running = list(self._running.values())
@@ -178,17 +200,17 @@ class JobWorker:
             log.warning("stopping: could not release or deregister (reclaimed later): %s", exc)
 
     async def _register(self, previous: str | None = None) -> str:
-        return await self._with_db_retry(
-            "register",
-            lambda: processes.register(
-                self.sessions,
-                kind=self.options.kind,
-                concurrency=self.options.concurrency,
-                queues=list(self.options.queues),
-                memory_limit_mb=self.options.memory_limit_mb,
-                now=self._clock(),
-                previous=previous,
-            ),
+        return await self._with_db_retry("register", lambda: self._register_once(previous))
+
+    async def _register_once(self, previous: str | None = None) -> str:
+        return await processes.register(
+            self.sessions,
+            kind=self.options.kind,
+            concurrency=self.options.concurrency,
+            queues=list(self.options.queues),
+            memory_limit_mb=self.options.memory_limit_mb,
+            now=self._clock(),
+            previous=previous,
         )
 
     async def _with_db_retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import keys
 from handlers.auth_context import check_csrf, principal_for
-from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.errors import (
     Conflict,

@@ -18,6 +18,7 @@ from handlers import (
     access_watch,
     collab,
     collab_seat,
+    keys,
     notifications_socket,
     routes,
     ysocketio,
@@ -31,7 +32,6 @@ from handlers.middlewares import (
     security_headers_middleware,
 )
 from handlers.socket_server import SocketServer
-from realtime_cms import keys
 from realtime_cms.config import Settings
 from realtime_cms.jobs.worker import WorkerOptions
 from realtime_cms.runtime import Runtime, worker_options
@@ -39,12 +39,9 @@ from realtime_cms.runtime import Runtime, worker_options
 log = logging.getLogger(__name__)
 
 
-RUNTIME = web.AppKey("runtime", Runtime)
-
-
 async def _runtime(app: web.Application) -> AsyncIterator[None]:
     """Run the core for the app's life; its parts under the keys the handlers read."""
-    async with app[RUNTIME] as runtime:
+    async with app[keys.RUNTIME] as runtime:
         app[keys.ENGINE] = runtime.engine
         app[keys.SESSIONS] = runtime.sessions
         app[keys.REDIS] = runtime.redis
@@ -136,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
         on_access_change=lambda *c: app[ACCESS_WATCH].changed(*c),
         worker=_embedded_worker(settings),
     )
-    app[RUNTIME] = runtime
+    app[keys.RUNTIME] = runtime
     app[keys.EVENTS] = runtime.events
     app[keys.PASSWORDS] = runtime.passwords
     app[keys.MAILER] = runtime.mailer

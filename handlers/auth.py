@@ -6,9 +6,9 @@ from datetime import datetime
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.api import Call, Routes
 from handlers.auth_context import REMEMBER_COOKIE, SESSION_COOKIE
-from realtime_cms import keys
 from realtime_cms.accounts import api_tokens, recovery, remember, service, signin
 from realtime_cms.accounts.remember import SignIn
 from realtime_cms.accounts.schemas import (

@@ -6,7 +6,7 @@ import ipaddress
 
 from aiohttp import web
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.accounts.sessions import resolve_principal
 from realtime_cms.db import transaction
 from realtime_cms.errors import Forbidden

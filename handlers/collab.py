@@ -17,6 +17,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from handlers import keys
 from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import bearer_token
 from handlers.collab_seat import (
@@ -29,7 +30,6 @@ from handlers.collab_seat import (
 )
 from handlers.socket_server import SocketServer
 from handlers.socket_transport import FramePacket
-from realtime_cms import keys
 from realtime_cms.background import PeriodicTask
 from realtime_cms.collab.access import Level, can_write, content_item_id
 from realtime_cms.collab.manager import RoomManager

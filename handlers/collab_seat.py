@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.accounts.sessions import resolve_principal
 from realtime_cms.collab.access import Level, document_level
 from realtime_cms.collab.peer import Peer

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from handlers import keys
 from handlers.api import Call, Routes
-from handlers.notifications import deliver_after_commit
-from realtime_cms import keys
 from realtime_cms.content import items
 from realtime_cms.content.queries import term_field
 from realtime_cms.content.schemas import (
@@ -93,7 +92,7 @@ async def update_content_item(call: Call) -> dict[str, object]:
     live edits; `If-Match` (a version's content hash) or `base_version` names what the
     change was based on."""
     body: ItemUpdate = call.body
-    updated = await items.update_item(
+    return await items.update_item(
         call.db,
         call.principal,
         binding=call.app[keys.CONTENT],
@@ -103,8 +102,6 @@ async def update_content_item(call: Call) -> dict[str, object]:
         base_version=body.base_version,
         if_match=call.request.headers.get("If-Match"),
     )
-    deliver_after_commit(call)
-    return updated
 
 
 @routes.delete(ITEM, "Delete a content item")

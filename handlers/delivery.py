@@ -6,8 +6,8 @@ from datetime import datetime
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.api import Call, Routes
-from realtime_cms import keys
 from realtime_cms.accounts.guards import limit_key, throttle
 from realtime_cms.content import delivery
 from realtime_cms.content.queries import term_field

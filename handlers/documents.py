@@ -10,9 +10,8 @@ from functools import partial
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.api import Call, Routes
-from handlers.notifications import deliver_after_commit
-from realtime_cms import keys
 from realtime_cms.documents import service
 from realtime_cms.documents.schemas import (
     DocumentOut,
@@ -109,7 +108,7 @@ async def list_document_permissions(call: Call) -> Page[PermissionOut]:
 async def put_document_permission(call: Call) -> PermissionOut:
     """Needs admin on the document. Live seats change at once."""
     body: LevelIn = call.body
-    granted = await service.grant(
+    return await service.grant(
         call.db,
         call.principal,
         call.path_str("document_id"),
@@ -117,8 +116,6 @@ async def put_document_permission(call: Call) -> PermissionOut:
         body.level,
         on_change=_after_commit(call),
     )
-    deliver_after_commit(call)
-    return granted
 
 
 @routes.delete(GRANT, "Remove a user's grant on a document")

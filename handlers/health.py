@@ -8,8 +8,9 @@ import logging
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.socket_junk import junk_packets
-from realtime_cms import __version__, keys
+from realtime_cms import __version__
 from realtime_cms.db import ping
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.api import Call, Routes
-from realtime_cms import keys
 from realtime_cms.jobs import service
 from realtime_cms.jobs.registry import Registry
 from realtime_cms.jobs.schemas import (
@@ -64,10 +64,7 @@ WORKER_LISTING = Listing(
 
 
 def runtime_of(app: web.Application) -> Runtime:
-    # handlers.app imports every route module: its key is looked up once the app exists.
-    from handlers.app import RUNTIME
-
-    return app[RUNTIME]
+    return app[keys.RUNTIME]
 
 
 def _registry(call: Call) -> Registry:

@@ -12,8 +12,8 @@ import ipaddress
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.auth_context import client_ip
-from realtime_cms import keys
 from realtime_cms.errors import Forbidden, Unauthorized
 from realtime_cms.jobs.metrics import CONTENT_TYPE, render, snapshot
 from realtime_cms.models.base import utcnow

@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from handlers import keys
 from handlers.api import Call, Routes
-from realtime_cms import keys
 from realtime_cms.errors import Invalid
 from realtime_cms.listing import Field, Listing, Page
 from realtime_cms.models.notifications import (
@@ -43,7 +43,7 @@ from realtime_cms.notifications.schemas import (
     UnreadOut,
     WorkerNotificationOut,
 )
-from realtime_cms.notifications.service import notify, schedule_push, user_ids_for
+from realtime_cms.notifications.service import notify, user_ids_for
 
 routes = Routes("notifications")
 
@@ -92,11 +92,6 @@ WORKER_LISTING = Listing(
     },
     default_sort="id",
 )
-
-
-def deliver_after_commit(call: Call) -> None:
-    """Push what services notified during this call once it commits (their mail is queued)."""
-    schedule_push(call.db, call.app[keys.NOTIFIER], call.after_commit)
 
 
 def _push_read(call: Call, ids: list[int] | None, unread: dict[str, Any]) -> None:
@@ -227,7 +222,6 @@ async def send_notification(call: Call) -> dict[str, int]:
         category_id=body.category_id,
         type=body.type,
     )
-    deliver_after_commit(call)
     return {
         "recipients": result.recipients,
         "stored": len(result.deliveries),

@@ -25,11 +25,11 @@ import socketio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import keys
 from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import bearer_token
 from handlers.collab import failure, ok
 from handlers.collab_seat import REVALIDATE_SECONDS, MessageRate, resolve_token
-from realtime_cms import keys
 from realtime_cms.accounts.sessions import still_valid
 from realtime_cms.background import PeriodicTask
 from realtime_cms.db import transaction

@@ -7,6 +7,7 @@ from aiohttp import web
 from handlers import (
     audit,
     auth,
+    batches,
     content_items,
     content_types,
     delivery,
@@ -22,6 +23,7 @@ from handlers import (
     taxonomy,
     users,
     versions,
+    workers_admin,
     ws_tickets,
 )
 from handlers.api import Api
@@ -42,6 +44,8 @@ ROUTE_TABLES = (
     ws_tickets,
     notifications,
     jobs,
+    batches,
+    workers_admin,
 )
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from handlers import keys
 from handlers.api import Call, Routes
-from realtime_cms import keys
 from realtime_cms.accounts import service
 from realtime_cms.accounts.schemas import (
     PasswordSetIn,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from handlers import keys
 from handlers.api import Call, Routes
-from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.errors import CMSError
 from realtime_cms.listing import Field, Listing, Page

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from handlers import keys
 from handlers.api import Call, Routes
 from handlers.auth_context import bearer_token
 from handlers.documents import DOCUMENT
-from realtime_cms import keys
 from realtime_cms.accounts.tickets import (
     TICKET_SECONDS,
     LocalTickets,

@@ -30,6 +30,7 @@ from typing import Any
 import socketio
 from aiohttp import web
 
+from handlers import keys
 from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import bearer_token, client_ip
 from handlers.collab_seat import (
@@ -40,7 +41,6 @@ from handlers.collab_seat import (
     next_recheck_in,
     recheck_seat,
 )
-from realtime_cms import keys
 from realtime_cms.collab.access import Level
 from realtime_cms.collab.room import DocumentRoom
 from realtime_cms.errors import CMSError, Invalid, NotFound, RateLimited

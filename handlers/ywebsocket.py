@@ -18,7 +18,7 @@ from typing import cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from handlers import ws_frames, ws_tickets
+from handlers import keys, ws_frames, ws_tickets
 from handlers.access_watch import ACCESS_WATCH, matches
 from handlers.auth_context import client_ip, origin_allowed
 from handlers.collab_seat import (
@@ -30,7 +30,6 @@ from handlers.collab_seat import (
     next_recheck_in,
     recheck_seat,
 )
-from realtime_cms import keys
 from realtime_cms.collab.access import Level
 from realtime_cms.collab.protocol import (
     MESSAGE_AWARENESS,

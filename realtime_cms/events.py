@@ -1,17 +1,28 @@
-"""Domain events: services emit them on the session, subscribers run once it commits.
+"""Domain events: services emit them on the session; subscribers run in it or after its commit.
 
-A service calls `emit(db, SomeEvent(...))` where the change is made; nothing happens until
-the transaction commits (a rollback forgets the events), so no subscriber ever reacts to a
-change that did not happen. The bus travels with the sessions (`attach(factory, bus)`), so
-services need no reference to it. After-commit subscribers must not block: they schedule
-work (a task, a publish) and return.
+Two kinds of subscriber, for two kinds of reaction:
+
+- In the transaction (`subscribe_in_transaction`, run by `await publish(db, event)`): what
+  must commit or roll back with the change itself, such as a notification row or a history
+  entry. They are process-wide, wired once in `realtime_cms.subscriptions` and in force for
+  every session, whoever built it (the Runtime, a CLI command, a service test): a rule of the
+  data, like a foreign key, is not something a caller may forget to switch on. A failing one
+  fails the change.
+- After the commit (`EventBus.subscribe`): side effects (live pushes, wake-ups) that need a
+  process' live parts. The bus travels with the sessions (`attach(factory, bus)`), so
+  services need no reference to it; a rollback forgets the events, so no subscriber ever
+  reacts to a change that did not happen. They must not block: they schedule work (a task,
+  a queue, a publish) and return.
+
+`emit(db, event)` records an event for the after-commit subscribers only; `publish` does
+that and awaits the in-transaction subscribers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -66,6 +77,27 @@ class EventBus:
                     logger.exception("a subscriber of %s failed", type(item).__name__)
 
 
+_IN_TRANSACTION: defaultdict[type[Event], list[Callable[[AsyncSession, Any], Awaitable[None]]]] = (
+    defaultdict(list)
+)
+
+
+def subscribe_in_transaction(
+    kind: type[E], handler: Callable[[AsyncSession, E], Awaitable[None]]
+) -> Callable[[], None]:
+    """Await `handler(db, event)` inside every transaction that publishes an event of `kind`
+    (once, however often it is subscribed); returns the unsubscribe."""
+    handlers = _IN_TRANSACTION[kind]
+    if handler not in handlers:
+        handlers.append(handler)
+
+    def unsubscribe() -> None:
+        if handler in handlers:
+            handlers.remove(handler)
+
+    return unsubscribe
+
+
 def attach(factory: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
     """Every session of `factory` hands its committed events to `bus`."""
     factory.configure(info={**factory.kw.get("info", {}), _BUS: bus})
@@ -74,6 +106,24 @@ def attach(factory: async_sessionmaker[AsyncSession], bus: EventBus) -> None:
 def emit(db: AsyncSession, item: Event) -> None:
     """Record an event of this transaction; subscribers get it once the transaction commits."""
     db.info.setdefault(_PENDING, []).append(item)
+
+
+async def publish(db: AsyncSession, item: Event) -> None:
+    """Emit `item`, then await its in-transaction subscribers in subscription order; what
+    one of them raises propagates, so the caller's transaction fails with it."""
+    emit(db, item)
+    for handler in list(_IN_TRANSACTION.get(type(item), ())):
+        await handler(db, item)
+
+
+def withdraw(db: AsyncSession, kind: type[E]) -> list[E]:
+    """Take back this transaction's pending events of `kind`: after-commit subscribers will
+    not get them (for a caller that handles them itself)."""
+    pending: list[Event] = db.info.get(_PENDING, [])
+    taken = [item for item in pending if isinstance(item, kind)]
+    if taken:
+        pending[:] = [item for item in pending if not isinstance(item, kind)]
+    return taken
 
 
 @sa_event.listens_for(Session, "after_commit")

@@ -45,9 +45,12 @@ from realtime_cms.mail import MailSender, mail_sender_for
 from realtime_cms.notifications.hub import NotificationHub
 from realtime_cms.notifications.preferences import CACHE_SECONDS_KEY
 from realtime_cms.notifications.service import Dispatcher
+from realtime_cms.notifications.subscribers import LivePushes
 from realtime_cms.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from realtime_cms.security.passwords import Passwords
+from realtime_cms.subscriptions import install as install_subscriptions
 from realtime_cms.versions.autosave import Autosave
+from realtime_cms.versions.service import CONTENT_VERSIONS
 
 # Re-check now the connections of a user (None: any) on a login session (None: any);
 # returns at once (handlers.access_watch.AccessWatch.changed).
@@ -102,6 +105,8 @@ class Runtime:
         worker: WorkerOptions | None = None,
     ) -> None:
         self.settings = settings
+        # In-transaction subscribers are process-wide; the bus is this runtime's.
+        install_subscriptions()
         self.events = EventBus()
         self.passwords = Passwords(settings)
         self.mailer: MailSender = mail_sender_for(settings)
@@ -157,6 +162,7 @@ class Runtime:
 
         # Delivery of committed notifications (live pushes; their mail goes out as jobs).
         self.notifier = Dispatcher(self.notification_hub)
+        await stack.enter_async_context(LivePushes(self.events, self.notifier))
 
         await self._start_documents(stack)
 
@@ -167,7 +173,7 @@ class Runtime:
                 self.relay,
                 debounce_seconds=settings.content_store_debounce_seconds,
                 max_wait_seconds=settings.content_store_max_wait_seconds,
-                notifier=self.notifier,
+                versions=CONTENT_VERSIONS,
             )
         )
         self.autosave = Autosave(
@@ -188,6 +194,16 @@ class Runtime:
         await stack.enter_async_context(
             jobs_service.feed(self.events, self.notification_hub.sio, self.sessions, self.jobs)
         )
+        # Batch progress, to the same room.
+        from realtime_cms.jobs import batch_feed
+
+        await stack.enter_async_context(
+            batch_feed.feed(self.events, self.notification_hub.sio, self.sessions)
+        )
+        # Heartbeat alerts raised, escalated, cleared or suppressed, pushed to the same room.
+        from realtime_cms.jobs import alerts
+
+        await stack.enter_async_context(alerts.feed(self.events, self.notification_hub.sio))
         options = self.worker_options
         if options is not None:
             if not options.queues:

@@ -12,8 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from realtime_cms import subscriptions
+from tests.support.hangs import keep_stderr, watched
 from tests.support.harness import Harness, make_settings, start_harness
 from tests.support.servers import MariaDBServer, RedisServer, require_binaries
+
+# Domains' in-transaction subscribers hold for every session, as in the server: service
+# tests that build their own session factories get them too.
+subscriptions.install()
 
 BACKENDS = ("sqlite", "mariadb")
 _db_counter = itertools.count(1)
@@ -71,6 +77,7 @@ async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Har
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    keep_stderr()
     config.addinivalue_line(
         "markers", "needs_redis: runs on the MariaDB+Redis backend only (it needs two nodes)"
     )
@@ -89,3 +96,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Setup, call and teardown of every test under the hang reporter (tests/support/hangs.py)."""
+    with watched(item.nodeid):
+        return (yield)

@@ -1,4 +1,4 @@
-"""The job benchmark's three measurements, against real `realtime-cms worker` processes.
+"""The job benchmark's four measurements, against real `realtime-cms worker` processes.
 
 - `throughput`: W worker processes start and go idle; a backlog of N no-op jobs is enqueued
   (in chunks, due tomorrow) and made due at once by one UPDATE, whose commit wakes the
@@ -11,6 +11,11 @@
   the wall-clock time it began into the job's output: handler start minus commit time.
   With Redis (pub/sub wake-up), without (the worker polls every RCMS_JOB_POLL_SECONDS), and
   `embedded` (the worker inside the enqueuing process: the in-process wake-up of `serve`).
+- `reclaim_after_kill`: 3 workers with a 1-second heartbeat run half-second jobs; one that
+  holds jobs is killed with SIGKILL (and another started), K times, one at a time: seconds
+  from the kill until its process row is `failed` and until none of its jobs is still
+  `processing` under it (they are queued again), in seconds and in heartbeats. Then every
+  job must complete: none lost.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,7 @@ from realtime_cms.config import Settings
 from realtime_cms.db import SessionFactory, create_engine, session_factory, transaction
 from realtime_cms.events import EventBus, attach, emit
 from realtime_cms.jobs.queue import JobsEnqueued, enqueue
+from realtime_cms.jobs.registry import JobType
 from realtime_cms.jobs.wakeup import Wakeup
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.workers import WorkerJob, WorkerProcess
@@ -183,6 +189,75 @@ class Client:
             )
             return int(found or 0)
 
+    async def top_up(self, job_type: JobType[Any], queued: int) -> int:
+        """Enqueue jobs of `job_type`, due now, until `queued` of them wait; how many added."""
+        missing = max(0, queued - (await self.counts(job_type.name)).get("queued", 0))
+        for start in range(0, missing, BACKLOG_CHUNK):
+            async with transaction(self.sessions) as db:
+                for _ in range(min(BACKLOG_CHUNK, missing - start)):
+                    await enqueue(db, job_type)
+        return missing
+
+    async def holders(self, pids: list[int]) -> dict[int, str]:
+        """pid -> process id of the live processes among `pids` holding processing jobs."""
+        async with self.sessions() as db:
+            rows = await db.execute(
+                sa.select(WorkerProcess.pid, WorkerProcess.id)
+                .join(WorkerJob, WorkerJob.process_id == WorkerProcess.id)
+                .where(
+                    WorkerProcess.pid.in_(pids),
+                    WorkerProcess.status.in_(LIVE),
+                    WorkerJob.status == "processing",
+                )
+                .distinct()
+            )
+            return {pid: process_id for pid, process_id in rows.all() if pid is not None}
+
+    async def held(self, process_id: str) -> tuple[int, datetime | None]:
+        """The processing jobs under `process_id` and its last heartbeat."""
+        async with self.sessions() as db:
+            row = (
+                await db.execute(
+                    sa.select(WorkerProcess.last_heartbeat, self._processing(process_id)).where(
+                        WorkerProcess.id == process_id
+                    )
+                )
+            ).one()
+            beat = row[0]
+            if beat is not None and beat.tzinfo is None:
+                beat = beat.replace(tzinfo=UTC)
+            return int(row[1]), beat
+
+    async def reclaim_state(self, process_id: str) -> tuple[str | None, int]:
+        """The status of the process `process_id` and how many jobs are processing under it,
+        in one statement (one snapshot)."""
+        async with self.sessions() as db:
+            row = (
+                await db.execute(
+                    sa.select(WorkerProcess.status, self._processing(process_id)).where(
+                        WorkerProcess.id == process_id
+                    )
+                )
+            ).one_or_none()
+            return (None, 0) if row is None else (str(row[0]), int(row[1]))
+
+    @staticmethod
+    def _processing(process_id: str) -> sa.ScalarSelect[int]:
+        return (
+            sa.select(sa.func.count())
+            .where(WorkerJob.process_id == process_id, WorkerJob.status == "processing")
+            .scalar_subquery()
+        )
+
+    async def failed_processes(self, pids: list[int]) -> list[str]:
+        async with self.sessions() as db:
+            found = await db.scalars(
+                sa.select(WorkerProcess.id).where(
+                    WorkerProcess.pid.in_(pids), WorkerProcess.status == "failed"
+                )
+            )
+            return [str(process_id) for process_id in found]
+
 
 class Workers:
     """`count` `realtime-cms worker --queues bench` processes, stopped with SIGTERM."""
@@ -200,21 +275,35 @@ class Workers:
         self.env = worker_env(backend, redis=redis, extra=extra or {})
         self.log, self.count, self.concurrency = log, count, concurrency
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.started: list[int] = []  # every pid, the killed ones' too
 
     @property
     def pids(self) -> list[int]:
         return [proc.pid for proc in self.procs]
 
-    def start(self) -> None:
+    def _spawn(self) -> subprocess.Popen[bytes]:
         argv = [str(PRODUCT_CLI), "worker", "--queues", plugin.QUEUE]
         argv += ["--concurrency", str(self.concurrency)]
         with self.log.open("ab") as out:
-            for _ in range(self.count):
-                self.procs.append(
-                    subprocess.Popen(
-                        argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
-                    )
-                )
+            proc = subprocess.Popen(
+                argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+            )
+        self.started.append(proc.pid)
+        return proc
+
+    def start(self) -> None:
+        for _ in range(self.count):
+            self.procs.append(self._spawn())
+
+    def kill_and_restart(self, pid: int) -> float:
+        """SIGKILL the process `pid` (no chance to release its jobs or deregister) and start
+        another in its place; the perf_counter time the signal was sent."""
+        index = self.pids.index(pid)
+        self.procs[index].kill()
+        killed = time.perf_counter()
+        self.procs[index].wait(30)
+        self.procs[index] = self._spawn()
+        return killed
 
     async def ready(self, client: Client) -> None:
         """Until every process is registered live; then a moment to settle into idling."""
@@ -443,4 +532,183 @@ async def wakeup_latency(
         "poll_seconds": poll_seconds,
         **latency_ms(latencies),
         "ok": True,
+    }
+
+
+# The kill -9 runs: workers as the soak test's (tests/jobs/workers.py): 3 processes, a
+# 1-second heartbeat (the stale window is the product's default, 2.5 heartbeats), 5 jobs at
+# once each, 5 s of grace at the final stop.
+RECLAIM_WORKERS = 3
+RECLAIM_CONCURRENCY = 5
+RECLAIM_GRACE_SECONDS = 5
+RECLAIM_GIVE_UP = 60.0  # a killed process' jobs not back by then: the reclaim is broken
+RECLAIM_EVERY = 0.05  # seconds between two looks at the killed process
+HOLDER_WAIT = 15.0  # for some worker to hold jobs, before a kill
+DRAIN_SECONDS = 60.0  # after the last kill, for every job to be done
+DRAIN_EVERY = 0.2
+
+
+def _spread(values: list[float], heartbeat_seconds: float) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "max": None, "p50_heartbeats": None, "max_heartbeats": None}
+    p50, top = percentile(values, 0.5), max(values)
+    return {
+        "p50": round(p50, 3),
+        "max": round(top, 3),
+        "p50_heartbeats": round(p50 / heartbeat_seconds, 2),
+        "max_heartbeats": round(top / heartbeat_seconds, 2),
+    }
+
+
+async def _holder(client: Client, pool: Workers, rng: random.Random) -> tuple[int, str] | None:
+    """A live process of the pool holding processing jobs (pid, process id), at random."""
+    deadline = time.monotonic() + HOLDER_WAIT
+    while time.monotonic() < deadline:
+        if found := await client.holders(pool.pids):
+            pid = rng.choice(sorted(found))
+            return pid, found[pid]
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def _reclaimed(client: Client, process_id: str, killed: float) -> dict[str, Any]:
+    """Seconds from the kill until (a) the process' row is `failed` and (b) no job is still
+    `processing` under its id, each to within a look (RECLAIM_EVERY); None: not in time."""
+    dead: float | None = None
+    back: float | None = None
+    while True:
+        # The time a look began: what it sees was committed before it ended.
+        looked = time.perf_counter() - killed
+        status, processing = await client.reclaim_state(process_id)
+        if dead is None and status == "failed":
+            dead = looked
+        if back is None and processing == 0:
+            back = looked
+        if (dead is not None and back is not None) or looked > RECLAIM_GIVE_UP:
+            break
+        await asyncio.sleep(RECLAIM_EVERY)
+    return {
+        "dead_seconds": None if dead is None else round(dead, 3),
+        "back_seconds": None if back is None else round(back, 3),
+    }
+
+
+async def _drain(client: Client) -> dict[str, int]:
+    """Until no `bench.sleep` job is queued or processing (or DRAIN_SECONDS); the counts."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while True:
+        counts = await client.counts(plugin.SLEEP.name)
+        if not counts.get("queued") and not counts.get("processing"):
+            return counts
+        if time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(DRAIN_EVERY)
+
+
+async def reclaim_after_kill(
+    client: Client, backend: Backend, log: Path, *, kills: int, heartbeat_seconds: float
+) -> dict[str, Any]:
+    """How soon a SIGKILLed worker's jobs are queued again, `kills` times, one at a time.
+
+    3 workers run a backlog of `bench.sleep` jobs (kept topped up); after a pause of 1-2
+    heartbeats (a random point of the victim's heartbeat cycle), a process holding
+    processing jobs is killed with SIGKILL and another started in its place (as the soak
+    test does, and a supervisor would); then the killed process' row and jobs are read every
+    50 ms until it is `failed` and none of its jobs is `processing` under it. At the end the
+    backlog is drained: every job enqueued must have completed (none lost, none failed)."""
+    await client.clear()
+    rng = random.Random(1009)
+    # About 4 heartbeats of work for the pool: it stays busy between two top-ups (before a
+    # kill, after its reclaim), and the drain at the end is short.
+    per_second = RECLAIM_WORKERS * RECLAIM_CONCURRENCY / plugin.SLEEP_SECONDS
+    backlog = round(per_second * 4 * heartbeat_seconds)
+    extra = {
+        "RCMS_JOB_HEARTBEAT_SECONDS": str(heartbeat_seconds),
+        "RCMS_JOB_GRACE_SECONDS": str(RECLAIM_GRACE_SECONDS),
+    }
+    pool = Workers(
+        backend,
+        log,
+        count=RECLAIM_WORKERS,
+        concurrency=RECLAIM_CONCURRENCY,
+        redis=True,
+        extra=extra,
+    )
+    samples: list[dict[str, Any]] = []
+    victims: list[str] = []
+    enqueued = 0
+    broken: str | None = None
+    load = [os.getloadavg()[0]]
+    pool.start()
+    try:
+        await pool.ready(client)
+        for number in range(kills):
+            enqueued += await client.top_up(plugin.SLEEP, backlog)
+            await asyncio.sleep(rng.uniform(1.0, 2.0) * heartbeat_seconds)
+            found = await _holder(client, pool, rng)
+            if found is None:
+                broken = f"no worker held a job for {HOLDER_WAIT:.0f} s"
+                break
+            pid, process_id = found
+            killed = pool.kill_and_restart(pid)
+            killed_wall = time.time() - (time.perf_counter() - killed)
+            victims.append(process_id)
+            # Read after the kill: what the process held when it died (nothing moves it now).
+            held, beat = await client.held(process_id)
+            sample = {"pid": pid, "process_id": process_id, "held": held}
+            sample["beat_age_at_kill_seconds"] = (
+                None if beat is None else round(killed_wall - beat.timestamp(), 3)
+            )
+            sample.update(await _reclaimed(client, process_id, killed))
+            samples.append(sample)
+            if sample["back_seconds"] is None:
+                broken = (
+                    f"process {process_id} (pid {pid}): jobs still processing under it "
+                    f"{RECLAIM_GIVE_UP:.0f} s after the kill"
+                )
+                break
+            if number < kills - 1:  # after the last, the backlog drains
+                enqueued += await client.top_up(plugin.SLEEP, backlog)
+                await pool.ready(client)
+        counts = await _drain(client)
+    finally:
+        exits = pool.stop()
+    load.append(os.getloadavg()[0])
+    # Processes declared dead that were not killed: a survivor whose heartbeat came late.
+    others = [p for p in await client.failed_processes(pool.started) if p not in victims]
+    lost = enqueued - counts.get("completed", 0)
+    measured = [s for s in samples if s["held"]]
+    dead = [s["dead_seconds"] for s in measured if s["dead_seconds"] is not None]
+    back = [s["back_seconds"] for s in measured if s["back_seconds"] is not None]
+    # From the victim's last heartbeat to its jobs back: the stale window (2.5 heartbeats by
+    # default) and the wait for a peer's next sweep (every half heartbeat), whatever the
+    # point of the heartbeat cycle the kill fell on.
+    since_beat = [
+        s["beat_age_at_kill_seconds"] + s["back_seconds"]
+        for s in measured
+        if s["back_seconds"] is not None and s["beat_age_at_kill_seconds"] is not None
+    ]
+    if lost and broken is None:
+        broken = f"{lost} of {enqueued} jobs not completed {DRAIN_SECONDS:.0f} s after the kills"
+    return {
+        "backend": backend.name,
+        "kills": len(samples),
+        "workers": RECLAIM_WORKERS,
+        "concurrency": RECLAIM_CONCURRENCY,
+        "heartbeat_seconds": heartbeat_seconds,
+        "job_seconds": plugin.SLEEP_SECONDS,
+        # (a) the killed process' row failed; (b) none of its jobs processing under it.
+        "dead": _spread(dead, heartbeat_seconds),
+        "back": _spread(back, heartbeat_seconds),
+        "back_since_last_heartbeat": _spread(since_beat, heartbeat_seconds),
+        "jobs_held": sum(s["held"] for s in samples),
+        "enqueued": enqueued,
+        "counts": counts,
+        "lost": lost,
+        "others_declared_dead": len(others),
+        "worker_exit_codes": exits,
+        "load": [round(x, 2) for x in load],
+        "samples": samples,
+        "broken": broken,
+        "ok": broken is None,
     }

@@ -1,8 +1,9 @@
-"""The job benchmark's plugin: a no-op job type, one that stamps when its handler began.
+"""The job benchmark's plugin: a no-op job type, one that stamps when its handler began, and
+one that sleeps (a job still running when its worker is killed).
 
 Loaded into `realtime-cms worker` processes as any plugin is, with
 `RCMS_JOB_PLUGINS=bench.jobs.plugin` (and the repository root on PYTHONPATH): its
-`register(registry)` adds the two types, on the queue `bench`. `bench_requests` is the table
+`register(registry)` adds the three types, on the queue `bench`. `bench_requests` is the table
 the "request-like" transactions of the enqueue measurement write a row to.
 
 With `BENCH_JOBS_SQL_COUNTS=<folder>` set, a process also counts the SQL statements it sends
@@ -14,6 +15,7 @@ exits: what one job costs in round trips, measured in the worker itself. With
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import json
 import os
@@ -52,16 +54,28 @@ async def _stamp(context: JobContext, payload: NoPayload) -> str:
     return f"{time.time():.6f}"
 
 
+SLEEP_SECONDS = 0.5
+
+
+async def _sleep(context: JobContext, payload: NoPayload) -> None:
+    """Half a second of waiting: a worker holds its jobs for a while (the kill -9 runs)."""
+    await asyncio.sleep(SLEEP_SECONDS)
+
+
 # Attempts as real job types have: a job taken back from a late worker runs again, and only
 # a job that never completes is lost.
 NOOP = JobType("bench.noop", NoPayload, _noop, queue=QUEUE, max_attempts=5)
 STAMP = JobType("bench.stamp", NoPayload, _stamp, queue=QUEUE, max_attempts=5)
-TYPES = (NOOP.name, STAMP.name)
+# Taken back from a killed worker again and again in a kill -9 run: more attempts, so that
+# only a job the reclaim never returns counts as lost, not one killed five times.
+SLEEP = JobType("bench.sleep", NoPayload, _sleep, queue=QUEUE, max_attempts=50)
+TYPES = (NOOP.name, STAMP.name, SLEEP.name)
 
 
 def register(registry: Registry) -> None:
     registry.add(NOOP)
     registry.add(STAMP)
+    registry.add(SLEEP)
     # Once per process, however many registries it builds.
     folder = os.environ.get(SQL_COUNTS_ENV)
     if folder and "counting" not in _done:

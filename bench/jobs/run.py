@@ -1,8 +1,9 @@
-"""Job-system benchmark: no-op jobs/s, enqueue latency and wake-up latency, SQLite and MariaDB.
+"""Job-system benchmark: jobs/s, enqueue and wake-up latency, kill -9 reclaim; SQLite, MariaDB.
 
     .venv/bin/python bench/jobs/run.py                  # make bench-jobs: the full run, minutes
     .venv/bin/python bench/jobs/run.py --smoke          # seconds: it all still works (CI)
     .venv/bin/python bench/jobs/run.py --backends mariadb --workers 3 --jobs 20000
+    .venv/bin/python bench/jobs/run.py --parts reclaim  # only the kill -9 runs, both backends
 
 For each backend (a fresh SQLite file on disk; a throwaway MariaDB with a throwaway Redis,
 started as the test suite starts them, tests/support/servers.py) it migrates the database
@@ -12,11 +13,16 @@ with `realtime-cms migrate`, then measures (bench/jobs/measure.py says how):
    processes (--workers, --concurrency each), jobs/s against the issue's floor;
 2. enqueue latency: a request-like transaction with and without an `enqueue`;
 3. wake-up latency: commit -> handler start with an idle worker, woken through Redis, by
-   polling (no Redis), and in-process (`embedded`, the worker `serve` runs by default).
+   polling (no Redis), and in-process (`embedded`, the worker `serve` runs by default);
+4. reclaim after kill -9: 3 workers with a --heartbeat-seconds heartbeat run half-second
+   jobs; one holding jobs is SIGKILLed and replaced, --kills times: seconds (and heartbeats)
+   until its jobs are queued again, against the soak's target of 3 heartbeats.
 
 A throughput under its floor is reported, not failed: the run is then repeated with py-spy
 on the workers and SQL counting in them (--profile auto), and the table says where a worker
-spends its time per job. Only a broken run (a worker that fails, a job not done) exits 1.
+spends its time per job. A reclaim slower than its target is reported too. Only a broken
+run (a worker that fails, a job not done or lost, a killed worker's jobs not back within
+60 s) exits 1.
 Results: bench/results/jobs-<UTC stamp>/ (results.json, results.md, the workers' logs).
 """
 
@@ -48,7 +54,7 @@ from tests.support.servers import (  # noqa: E402
     find_binary,
 )
 
-# The smoke run's counts (CI: under a minute with MariaDB's start); a short poll interval.
+# The smoke run's counts (CI: under two minutes with MariaDB's start); a short poll interval.
 SMOKE: dict[str, Any] = {
     "workers": [2],  # one run, two processes: claims across processes still meet
     "jobs": 200,
@@ -56,7 +62,11 @@ SMOKE: dict[str, Any] = {
     "wakeup_samples": 10,
     "polling_samples": 3,
     "poll_seconds": 0.25,
+    "kills": 2,
 }
+
+
+PARTS = ("throughput", "enqueue", "wakeup", "reclaim")
 
 
 class BenchMariaDB(MariaDBServer):
@@ -193,7 +203,7 @@ async def one_backend(
     folder.mkdir()
     backend = backend_for(name, found, folder, args.patch)
     await prepare(backend, folder)
-    result: dict[str, Any] = {"throughput": [], "enqueue": None, "wakeup": []}
+    result: dict[str, Any] = {"throughput": [], "enqueue": None, "wakeup": [], "reclaim": None}
     if "throughput" in args.parts:
         result["throughput"] = await throughputs(backend, args, folder)
     if "enqueue" in args.parts:
@@ -215,6 +225,16 @@ async def one_backend(
             )
             print(report.wakeup_line(row), flush=True)
             result["wakeup"].append(row)
+    if "reclaim" in args.parts:
+        async with measure.Client.open(backend, redis=backend.redis_url is not None) as client:
+            result["reclaim"] = await measure.reclaim_after_kill(
+                client,
+                backend,
+                folder / "workers.log",
+                kills=args.kills,
+                heartbeat_seconds=args.heartbeat_seconds,
+            )
+        print(report.reclaim_line(result["reclaim"]), flush=True)
     return result
 
 
@@ -257,7 +277,7 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts, no profile (CI)")
     parser.add_argument("--backends", default="sqlite,mariadb")
-    parser.add_argument("--parts", default="throughput,enqueue,wakeup")
+    parser.add_argument("--parts", default=",".join(PARTS), help="which measurements")
     parser.add_argument("--workers", default="1,3", help="worker process counts")
     parser.add_argument("--concurrency", type=int, default=10, help="jobs at once per process")
     parser.add_argument("--jobs", type=int, default=5000, help="the backlog")
@@ -269,6 +289,13 @@ def parse() -> argparse.Namespace:
         type=float,
         default=1.0,
         help="RCMS_JOB_POLL_SECONDS of the workers (the product's default)",
+    )
+    parser.add_argument("--kills", type=int, default=10, help="kill -9 runs per backend")
+    parser.add_argument(
+        "--heartbeat-seconds",
+        type=float,
+        default=1.0,
+        help="RCMS_JOB_HEARTBEAT_SECONDS of the kill -9 runs' workers (the soak test's)",
     )
     parser.add_argument(
         "--mariadb-flush",
@@ -290,6 +317,8 @@ def parse() -> argparse.Namespace:
     args.backends = [b for b in args.backends.split(",") if b]
     args.workers = [int(w) for w in args.workers.split(",") if w]
     args.parts = [p for p in args.parts.split(",") if p]
+    if unknown := set(args.parts) - set(PARTS):
+        parser.error(f"--parts: unknown {sorted(unknown)}")
     if unknown := set(args.backends) - set(report.FLOORS):
         parser.error(f"--backends: unknown {sorted(unknown)}")
     if unknown := set(filter(None, args.patch.split(","))) - set(plugin.PATCHES):

@@ -73,7 +73,7 @@ def _keep_app() -> None:
 
 
 def _counts() -> dict[str, Any]:
-    from realtime_cms import keys
+    from handlers import keys
 
     app: web.Application | None = _state.get("app")
     loop = _state.get("loop")

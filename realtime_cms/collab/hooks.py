@@ -1,4 +1,8 @@
-"""A room's lifecycle hooks: named lists of async callbacks, and how they are run."""
+"""A room's lifecycle hooks: named lists of async callbacks, and how they are run.
+
+Rooms run hooks, so this module knows a room only as the `LoadedRoom` protocol (what a load
+hook is told of the room just opened); it does not import `collab.room`.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,25 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ParamSpec
+from typing import ParamSpec, Protocol
 
 from realtime_cms.collab.durability import Committed, retrieve
-
-if TYPE_CHECKING:
-    from realtime_cms.collab.peer import Peer
-    from realtime_cms.collab.room import DocumentRoom
+from realtime_cms.collab.peer import Peer
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+
+
+class LoadedRoom(Protocol):
+    """A room as its load hooks see it (`collab.room.DocumentRoom` is one)."""
+
+    @property
+    def document_id(self) -> str: ...
+
+    def state_vector(self) -> bytes:
+        """The room's Yjs state vector."""
+        ...
 
 
 @dataclass(slots=True)
@@ -32,7 +44,7 @@ class Hooks:
     once it is durable (a remote one at once: another node logged it).
     """
 
-    on_load: list[Callable[[str, DocumentRoom], Awaitable[None]]] = field(default_factory=list)
+    on_load: list[Callable[[str, LoadedRoom], Awaitable[None]]] = field(default_factory=list)
     on_change: list[Callable[[str, bytes, Peer | None], Awaitable[None]]] = field(
         default_factory=list
     )

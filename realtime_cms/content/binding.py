@@ -22,6 +22,7 @@ from pycrdt import Array, Doc, Map, Text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.collab.access import content_item_id
+from realtime_cms.collab.hooks import LoadedRoom
 from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.peer import Peer
 from realtime_cms.collab.protocol import AwarenessEntry, encode_awareness_update
@@ -47,7 +48,6 @@ from realtime_cms.documents.service import (
 from realtime_cms.errors import NotFound, Unprocessable
 from realtime_cms.models.content import ContentItem
 from realtime_cms.models.realtime import DocumentSnapshot, DocumentUpdate
-from realtime_cms.notifications.service import Dispatcher, take_staged
 from realtime_cms.principal import Principal
 
 __all__ = ["SERVER_CLIENT_ID", "ContentBinding", "ContentState", "document_id", "initial_update"]
@@ -196,13 +196,13 @@ class ContentBinding:
         *,
         debounce_seconds: float = 1.0,
         max_wait_seconds: float = 10.0,
-        notifier: Dispatcher | None = None,
+        versions: conflicts.Versions,
     ) -> None:
         self.rooms = rooms
         self._sessions = sessions
         self._relay = relay
-        # Delivers the mention notifications of background materializations after commit.
-        self._notifier = notifier
+        # Merges against the versions a write names, and records its conflicts as versions.
+        self._versions = versions
         self._debounce = debounce_seconds
         self._max_wait = max(max_wait_seconds, debounce_seconds)
         self._dirty: dict[str, _Dirty] = {}
@@ -288,7 +288,7 @@ class ContentBinding:
         if fields:
             await _require_valid(db, item_id, fields)
         if base is None and base_version_id is not None:
-            base = await conflicts.reconstruct(db, item_id, base_version_id)
+            base = await self._versions.content_of(db, item_id, base_version_id)
         peer = RestPeer(principal)
         room = await self.rooms.join(doc_id, peer, level)
         try:
@@ -305,7 +305,13 @@ class ContentBinding:
         await self._show_errors(doc_id, outcome.errors)
         if planned.conflicts:
             await conflicts.record(
-                db, principal, item_id, theirs=planned.before, ours=after, names=planned.conflicts
+                db,
+                self._versions,
+                principal,
+                item_id,
+                theirs=planned.before,
+                ours=after,
+                names=planned.conflicts,
             )
         return after
 
@@ -350,7 +356,7 @@ class ContentBinding:
 
     # -- materializing ------------------------------------------------------------
 
-    async def _on_load(self, doc_id: str, room: DocumentRoom) -> None:
+    async def _on_load(self, doc_id: str, room: LoadedRoom) -> None:
         # Validates (and repairs a materialization a crash lost) once the room is open.
         if content_item_id(doc_id) is not None:
             self._touch(doc_id)
@@ -419,8 +425,6 @@ class ContentBinding:
         except Exception:
             logger.exception("materializing %s failed; retrying", doc_id)
             return False
-        if self._notifier is not None:
-            await self._notifier.deliver(take_staged(db))
         if outcome.found:
             await self._show_errors(doc_id, outcome.errors)
         return True

@@ -3,36 +3,44 @@
 A write that names the content it was based on merges with what others changed since; a
 field both sides changed takes the write's value, and `conflict_resolution` records it
 between two autosave versions: the other side's content and the written result.
+
+Versions are the versions domain's, which builds on content (it snapshots `ContentState`s
+and writes through the binding), so content does not import it: the binding's owner hands
+it a `Versions` (`realtime_cms.versions.service.CONTENT_VERSIONS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.content.materialize import ContentState
 from realtime_cms.models.versions import ConflictResolution
 from realtime_cms.principal import Principal
-
-if TYPE_CHECKING:
-    from realtime_cms.content.materialize import ContentState
 
 CONFLICT_TYPE = "field"
 METHOD = "last_writer_wins"
 
 
-async def reconstruct(db: AsyncSession, item_id: int, version_id: int) -> ContentState:
-    """The content of the item's version `version_id` (NotFound if it is another item's)."""
-    # Imported here: the versions service imports the binding, which imports this module.
-    from realtime_cms.versions import service as versions
+class Versions(Protocol):
+    """What merging writes needs of an item's versions."""
 
-    await versions.get_version(db, item_id, version_id)
-    return await versions.reconstruct(db, version_id)
+    async def content_of(self, db: AsyncSession, item_id: int, version_id: int) -> ContentState:
+        """The content of the item's version `version_id` (NotFound if it is another item's)."""
+        ...
+
+    async def autosave(
+        self, db: AsyncSession, principal: Principal, item_id: int, state: ContentState
+    ) -> int:
+        """Store `state` as the item's next (autosave) version for `principal`; its id."""
+        ...
 
 
 async def record(
     db: AsyncSession,
+    versions: Versions,
     principal: Principal,
     item_id: int,
     *,
@@ -46,21 +54,15 @@ async def record(
     and one `conflict_resolution` row per field names it. A principal without a user (the
     system) has no one to record as `resolved_by`, so nothing is recorded for it.
     """
-    from realtime_cms.versions import service as versions
-
     if principal.user_id is None or not names:
         return
-    version_a = await versions.create_version(
-        db, principal, item_id=item_id, state=theirs, is_autosave=True
-    )
-    version_b = await versions.create_version(
-        db, principal, item_id=item_id, state=ours, is_autosave=True
-    )
+    version_a = await versions.autosave(db, principal, item_id, theirs)
+    version_b = await versions.autosave(db, principal, item_id, ours)
     for name in names:
         db.add(
             ConflictResolution(
-                version_a_id=version_a.id,
-                version_b_id=version_b.id,
+                version_a_id=version_a,
+                version_b_id=version_b,
                 conflict_type=CONFLICT_TYPE,
                 resolution_method=METHOD,
                 resolved_by=principal.user_id,

@@ -3,7 +3,8 @@
 Content attributes (title, slug, excerpt, body, custom field values) of an existing item are
 written through its live document (`ContentBinding.write`) so they merge with people typing;
 everything else (status, visibility, password, parent, site, terms) is plain SQL. Every
-change is validated first, then audited and recorded in `version_history`.
+change is validated first, then audited and recorded in `version_history`; a status change
+publishes `ContentStatusChanged`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from realtime_cms.audit import record
 from realtime_cms.content import checks
 from realtime_cms.content.binding import ContentBinding
+from realtime_cms.content.events import ContentStatusChanged
 from realtime_cms.content.fields import encode_value
 from realtime_cms.content.lifecycle import NEEDS_REQUIRED_FIELDS, plan_status
 from realtime_cms.content.queries import (
@@ -32,6 +34,7 @@ from realtime_cms.content.queries import (
 from realtime_cms.content.schemas import ItemCreate
 from realtime_cms.content.slugs import unique_slug
 from realtime_cms.errors import Conflict, Unprocessable
+from realtime_cms.events import publish
 from realtime_cms.history import record_change
 from realtime_cms.listing import ListQuery, Page
 from realtime_cms.models.content import (
@@ -42,7 +45,6 @@ from realtime_cms.models.content import (
     CustomFieldValue,
 )
 from realtime_cms.models.versions import Version, VersionContent
-from realtime_cms.notifications.producers import status_changed
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
 from realtime_cms.security.passwords import Passwords
@@ -388,7 +390,15 @@ async def _record_update(
             item.id,
             {"from": old["status"], "to": new["status"]},
         )
-        await status_changed(db, principal, item=item, old=old["status"], new=new["status"])
+        changed = ContentStatusChanged(
+            item_id=item.id,
+            title=item.title,
+            author_id=item.author_id,
+            old=old["status"],
+            new=new["status"],
+            actor=principal,
+        )
+        await publish(db, changed)
     if new:
         await record(
             db, principal, "content_item.update", "content_item", item.id, {"changed": sorted(new)}

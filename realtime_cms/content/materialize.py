@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.content.events import Mentioned
 from realtime_cms.content.fields import (
     MAX_TEXT,
     FieldSpec,
@@ -29,9 +30,10 @@ from realtime_cms.content.fields import (
     decode_value,
     encode_value,
 )
+from realtime_cms.content.mentions import added_mentions
 from realtime_cms.content.slugs import is_slug
+from realtime_cms.events import publish
 from realtime_cms.models.content import ContentItem, CustomField, CustomFieldValue
-from realtime_cms.notifications.producers import mentioned
 
 # The fields every item has, stored in `content_items` columns of the same names.
 STANDARD_FIELDS = ("title", "excerpt", "slug")
@@ -226,7 +228,7 @@ async def materialize(
 ) -> Outcome:
     """Write `state` into the item's rows in `db` (flushed, not committed); see the module.
 
-    Users newly @mentioned in the body are notified (not `editors`, who made the change).
+    Users newly @mentioned in the body are published as `Mentioned` by `editors`.
     """
     item = await db.get(ContentItem, item_id, with_for_update=True)
     if item is None:
@@ -243,7 +245,8 @@ async def materialize(
         item.updated_at = datetime.now(UTC)
     await db.flush()
     if item.content_body != previous_body:
-        await mentioned(
-            db, item=item, old_body=previous_body, new_body=state.body, authors=set(editors)
-        )
+        added = added_mentions(previous_body, state.body)
+        if added:
+            event = Mentioned(item.id, item.title, added, frozenset(editors))
+            await publish(db, event)
     return Outcome(found=True, changed=changed, errors=errors)

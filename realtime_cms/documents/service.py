@@ -36,6 +36,7 @@ from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.protocol import ProtocolError, read_var_uint
 from realtime_cms.collab.store import StoredDocument
 from realtime_cms.db import SessionFactory, transaction
+from realtime_cms.documents.events import DocumentGranted
 from realtime_cms.documents.presence import Presence
 from realtime_cms.documents.schemas import (
     DocumentOut,
@@ -46,10 +47,10 @@ from realtime_cms.documents.schemas import (
     UpdateAccepted,
 )
 from realtime_cms.errors import Forbidden, Invalid, NotFound
+from realtime_cms.events import publish
 from realtime_cms.models.auth import User
 from realtime_cms.models.content import ContentItem
 from realtime_cms.models.realtime import DocumentPermission, DocumentSnapshot, DocumentUpdate
-from realtime_cms.notifications.producers import document_granted
 from realtime_cms.principal import Principal
 
 TEXT_ROOT = "body"
@@ -294,8 +295,8 @@ async def grant(
     *,
     on_change: LevelChanged,
 ) -> PermissionOut:
-    """Give a user `level` on the document, or change their grant; audited, and the user
-    is notified (the caller delivers what `notify` staged after the commit)."""
+    """Give a user `level` on the document, or change their grant; audited, and published
+    as `DocumentGranted` (which notifies the user)."""
     await _require_manager(db, principal, document_id)
     await _require_grantee(db, document_id, user_id)
     row = await db.get(DocumentPermission, (document_id, user_id))
@@ -314,7 +315,8 @@ async def grant(
         }
         await record(db, principal, "document.grant", "document", None, details)
         on_change(document_id, user_id)
-        await document_granted(db, principal, document_id=document_id, user_id=user_id, level=level)
+        granted = DocumentGranted(document_id, user_id, level, previous, actor=principal)
+        await publish(db, granted)
     query = _grants().where(
         DocumentPermission.document_id == document_id, DocumentPermission.user_id == user_id
     )

@@ -9,16 +9,26 @@ fire next, `failure_count` how many levels fired, `last_failure` when), and unle
 is suppressed the staff are told: users holding `workers.manage`, in-app and/or by mail as
 the level's channels say. A process that heartbeats again (or was stopped cleanly) clears
 its alert. With no configuration stored, `DEFAULT_LEVELS` apply.
+
+An operator acknowledges an alert by suppressing it (realtime_cms/jobs/monitoring.py): the
+staff are told nothing more, while its escalation is still recorded, so the alert shows how
+long the process has been silent. Every alert raised, escalated, cleared or (un)suppressed
+emits `AlertChanged`, pushed after commit to the operators' room as `alerts` events
+(`feed`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.events import EventBus, emit
+from realtime_cms.jobs.pushes import CoalescedFeed, Pushed
 from realtime_cms.jobs.queue import enqueue
 from realtime_cms.jobs.registry import JobContext, JobType, NoPayload
 from realtime_cms.mail import SEND, MailPayload
@@ -31,6 +41,9 @@ from realtime_cms.models.workers import (
 )
 from realtime_cms.notifications.service import notify, take_staged
 from realtime_cms.principal import system
+
+if TYPE_CHECKING:
+    from realtime_cms.runtime import Emitter
 
 MONITOR_SECONDS = 30
 CHANNELS = ("in_app", "email")
@@ -49,6 +62,48 @@ DEFAULT_LEVELS = (
     Level(1, 2, 10, ("in_app",)),
     Level(2, 12, None, ("in_app", "email")),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class AlertChanged(Pushed):
+    """Alert `alert_id` of process `worker_id` is now as given (`cleared`: deleted)."""
+
+    alert_id: int
+    worker_id: str
+    next_alert_level: int | None
+    failure_count: int | None
+    is_suppressed: bool
+    state: Literal["open", "cleared"]
+
+    @classmethod
+    def of(cls, alert: HeartbeatAlert, state: Literal["open", "cleared"]) -> AlertChanged:
+        return cls(
+            alert.id,
+            alert.worker_id,
+            alert.next_alert_level,
+            alert.failure_count,
+            bool(alert.is_suppressed),
+            state,
+        )
+
+    @property
+    def key(self) -> Hashable:
+        return self.alert_id
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.alert_id,
+            "worker_id": self.worker_id,
+            "next_alert_level": self.next_alert_level,
+            "failure_count": self.failure_count,
+            "is_suppressed": self.is_suppressed,
+            "state": self.state,
+        }
+
+
+def feed(bus: EventBus, emitter: Emitter) -> CoalescedFeed[AlertChanged]:
+    """The process' live feed of alert changes: `{"alerts": [...]}` to the room `jobs`."""
+    return CoalescedFeed(bus, emitter, AlertChanged, "alerts")
 
 
 async def levels(db: AsyncSession) -> list[Level]:
@@ -108,7 +163,7 @@ async def _tell(context: JobContext, worker: Worker, level: Level, silent: timed
     message = (
         f"Worker process {worker.worker_id} on {worker.hostname} (pid {worker.pid}) has sent no "
         f"heartbeat for {minutes} minutes; its jobs were queued again for other workers. "
-        "Acknowledge the alert to stop escalation."
+        "Suppress the alert (Background work page) to stop these notifications."
     )
     if "in_app" in level.channels and people:
         await notify(
@@ -149,6 +204,7 @@ async def _monitor(context: JobContext, payload: NoPayload) -> str:
         silent = now - worker.last_heartbeat if worker.last_heartbeat else timedelta.max
         if status == "stopped" or silent < first:
             if alert is not None:
+                emit(db, AlertChanged.of(alert, "cleared"))
                 await db.delete(alert)
                 cleared += 1
             continue
@@ -161,6 +217,9 @@ async def _monitor(context: JobContext, payload: NoPayload) -> str:
         alert.failure_count = (alert.failure_count or 0) + 1
         alert.last_failure = now
         alert.next_alert_level = level.level + 1
+        # A new alert's id, for the push.
+        await db.flush()
+        emit(db, AlertChanged.of(alert, "open"))
         fired += 1
         if not alert.is_suppressed:
             await _tell(context, worker, level, silent)

@@ -11,6 +11,11 @@ concurrent claimers take disjoint rows without waiting; on SQLite one `UPDATE ..
 IN (SELECT ...) AND status = 'queued' RETURNING`, the first statement of its transaction, so
 it takes SQLite's single write lock before reading (what BEGIN IMMEDIATE guarantees): a
 compare-and-set no other writer can interleave with.
+
+A job that is an item of a batch (`batch_job_id`) is counted in its batch in the transaction
+that ends it: the fenced completion, the last failed attempt, or the reclaim failing it
+(realtime_cms/jobs/batches.py). Claims and completions of other jobs pay nothing for it;
+a reclaim, one more read of the processing jobs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.events import emit
+from realtime_cms.jobs import batches
+from realtime_cms.jobs.batches import ItemEnded
 from realtime_cms.jobs.events import JobChanged
 from realtime_cms.models.workers import CLAIM_INDEX, WorkerJob, WorkerProcess
 
@@ -123,6 +130,9 @@ async def claim(
                 )
         for row in rows:
             emit(db, JobChanged(row.id, "processing", row.type, row.queue))
+        started = {row.batch_job_id for row in rows if row.batch_job_id is not None}
+        if started:
+            await batches.items_started(db, started, now)
     # RETURNING gives the new attempt count; the SELECT the old one.
     bump = 0 if db.get_bind().dialect.name == "sqlite" else 1
     return [
@@ -156,14 +166,26 @@ async def _fenced(db: AsyncSession, job_id: str, process_id: str, values: dict[s
 
 
 async def complete(
-    db: AsyncSession, job_id: str, process_id: str, output: str | None, now: datetime
+    db: AsyncSession,
+    job_id: str,
+    process_id: str,
+    output: str | None,
+    now: datetime,
+    *,
+    batch_job_id: int | None = None,
 ) -> bool:
-    """Mark the job completed in `db`'s transaction (with the job's own writes); False if
-    this process no longer holds the lease (then the caller must roll back)."""
+    """Mark the job completed in `db`'s transaction (with the job's own writes, and the
+    count of its batch if it is an item of one); False if this process no longer holds the
+    lease (then the caller must roll back)."""
     values = {"status": "completed", "completed_at": now, "output": output, "dedupe_key": None}
     # Dispatched only if this transaction commits (a lost lease rolls it back).
     emit(db, JobChanged(job_id, "completed"))
-    return await _fenced(db, job_id, process_id, {**values, "last_error": None})
+    if not await _fenced(db, job_id, process_id, {**values, "last_error": None}):
+        return False
+    if batch_job_id is not None:
+        ended = ItemEnded(batch_job_id, job_id, "completed", {"output": output})
+        await batches.items_ended(db, [ended], now)
+    return True
 
 
 async def retry_or_fail(
@@ -190,6 +212,9 @@ async def retry_or_fail(
     async with transaction(sessions) as db:
         if not await _fenced(db, job.id, process_id, values):
             return None
+        if values["status"] == "failed" and job.batch_job_id is not None:
+            ended = ItemEnded(job.batch_job_id, job.id, "failed", {"error": error})
+            await batches.items_ended(db, [ended], now)
         emit(db, JobChanged(job.id, str(values["status"]), job.type, job.queue))
         return str(values["status"])
 
@@ -227,6 +252,11 @@ async def reclaim_stale(
     and those whose process row is gone): queued again while attempts remain, else failed."""
     cutoff = now - timedelta(seconds=stale_after)
     async with transaction(sessions) as db:
+        if db.get_bind().dialect.name != "sqlite":
+            # READ COMMITTED, as for claims: under REPEATABLE READ the UPDATEs below lock every
+            # row and gap they scan, so a transaction inserting jobs meanwhile (a batch, many
+            # enqueues) deadlocked with them; each is a compare-and-set on what is committed.
+            await db.connection(execution_options={"isolation_level": "READ COMMITTED"})
         stale = sa.select(WorkerProcess.id).where(
             WorkerProcess.status.in_(LIVE_PROCESS), WorkerProcess.last_heartbeat < cutoff
         )
@@ -249,14 +279,39 @@ async def reclaim_stale(
         )
         exhausted = WorkerJob.attempts >= WorkerJob.max_attempts
         reason = "lease lost: its worker process stopped heartbeating"
+        values = {"status": "failed", "completed_at": now, "last_error": reason, "dedupe_key": None}
         failed = await db.execute(
             sa.update(WorkerJob)
-            .where(orphaned, exhausted)
-            .values(status="failed", completed_at=now, last_error=reason, dedupe_key=None)
+            .where(orphaned, exhausted, WorkerJob.batch_job_id.is_(None))
+            .values(values)
         )
+        items_failed = await _fail_batch_items(db, sa.and_(orphaned, exhausted), values, now)
         requeued = await db.execute(
             sa.update(WorkerJob)
             .where(orphaned, sa.not_(exhausted))
             .values(status="queued", process_id=None, run_at=now, last_error=reason)
         )
-    return Reclaimed(dead, int(requeued.rowcount), int(failed.rowcount))  # type: ignore[attr-defined]
+    failures = int(failed.rowcount) + items_failed  # type: ignore[attr-defined]
+    return Reclaimed(dead, int(requeued.rowcount), failures)  # type: ignore[attr-defined]
+
+
+async def _fail_batch_items(
+    db: AsyncSession, doomed: sa.ColumnElement[bool], values: dict[str, Any], now: datetime
+) -> int:
+    """Fail the batch items `doomed` selects one by one, each counted in its batch if this
+    UPDATE is the one that failed it (another reclaimer may be racing); how many."""
+    found = await db.execute(
+        sa.select(WorkerJob.id, WorkerJob.batch_job_id).where(
+            doomed, WorkerJob.batch_job_id.is_not(None)
+        )
+    )
+    ended = []
+    rows: list[tuple[str, int]] = [(row.id, row.batch_job_id) for row in found]
+    for job_id, batch_id in rows:
+        # Re-checked by the UPDATE itself: the read above took no lock.
+        stmt = sa.update(WorkerJob).where(WorkerJob.id == job_id, doomed).values(values)
+        result = await db.execute(stmt.execution_options(synchronize_session=False))
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            ended.append(ItemEnded(batch_id, job_id, "failed", {"error": values["last_error"]}))
+    await batches.items_ended(db, ended, now)
+    return len(ended)

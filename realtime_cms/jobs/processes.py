@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.jobs.leases import LIVE_PROCESS
 from realtime_cms.models.workers import Worker, WorkerActivityLog, WorkerProcess
+from realtime_cms.notifications import workers as worker_notifications
 
 WORKER_TYPE = "job_process"
 
@@ -35,6 +36,14 @@ def log_activity(db: AsyncSession, worker_id: str, action: str, **details: Any) 
     """One lifecycle event (started, stopped, job_failed, reclaimed, recovered, ...)."""
     text = json.dumps(details, default=str, sort_keys=True) if details else None
     db.add(WorkerActivityLog(worker_id=worker_id, action_type=action, details=text))
+
+
+async def tell_staff(
+    db: AsyncSession, worker_id: str, message: str, *, type: str, priority: int
+) -> None:
+    """A worker notification for the staff (users holding `workers.manage`), delivered in
+    batches by the job `notifications.worker_batch`, committed with what it reports."""
+    await worker_notifications.add(db, worker_id, message, type=type, priority=priority)
 
 
 async def register(
@@ -132,6 +141,14 @@ async def record_reclaim(
     async with transaction(sessions) as db:
         for process_id in dead:
             log_activity(db, process_id, "reclaimed", by=by, requeued=requeued, failed=failed)
+            await tell_staff(
+                db,
+                process_id,
+                f"Process stopped heartbeating and was declared dead by {by}: its jobs were "
+                f"taken back ({requeued} queued again, {failed} failed for good).",
+                type="process_failed",
+                priority=1,
+            )
         await db.execute(
             sa.update(Worker)
             .where(Worker.worker_id.in_(dead))

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
+from realtime_cms.jobs.batches import MAX_ITEMS
 from realtime_cms.jobs.queue import DEDUPE_MAX
-from realtime_cms.jobs.registry import NAME_MAX
+from realtime_cms.jobs.registry import NAME_MAX, QUEUE_MAX
 
 
 class JobOut(BaseModel):
@@ -129,3 +137,224 @@ class WorkerDetailOut(WorkerOut):
     """A worker process with its latest activity, newest first."""
 
     activity: list[ActivityOut]
+
+
+# --- heartbeat alerts, alert configurations, scaling rules (realtime_cms/jobs/monitoring.py) --
+# The values the monitor and the autoscaler understand (tests check them against
+# `alerts.CHANNELS` and the `scaling_rules` enums).
+Channel = Literal["in_app", "email"]
+Condition = Literal["queue_length", "worker_load", "time_of_day"]
+Action = Literal["scale_up", "scale_down"]
+MAX_ALERT_LEVEL = 100
+# A year and a day: longer silences are not worth a level of their own.
+MAX_MINUTES = 366 * 24 * 60
+MAX_WORKER_COUNT = 1000
+# Queue lengths beyond this are not a threshold anyone means (the column is a FLOAT).
+MAX_THRESHOLD = 1e9
+
+Minutes = Annotated[int, Field(ge=1, le=MAX_MINUTES)]
+
+
+def _distinct(channels: list[str]) -> list[str]:
+    if len(set(channels)) != len(channels):
+        raise ValueError("each channel at most once")
+    return channels
+
+
+Channels = Annotated[list[Channel], Field(min_length=1), AfterValidator(_distinct)]
+
+
+class _Partial(BaseModel):
+    """A partial update: absent fields stay as they are; only `NULLABLE` ones take null."""
+
+    model_config = ConfigDict(extra="forbid")
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*")
+    @classmethod
+    def _not_null(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name not in cls.NULLABLE:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields the caller sent."""
+        return self.model_dump(exclude_unset=True)
+
+
+class AlertOut(BaseModel):
+    """An open heartbeat alert (`heartbeat_alerts`) with its worker process' host and beat."""
+
+    id: int
+    worker_id: str
+    hostname: str | None
+    pid: int | None
+    # The process' last heartbeat: it has been silent since.
+    last_heartbeat: datetime | None
+    # How many levels fired, the last one at `last_failure`.
+    failure_count: int | None
+    last_failure: datetime | None
+    # The level to fire next (the last one fired is the level before it).
+    next_alert_level: int | None
+    # Acknowledged: nobody is told of it again; its escalation is still recorded.
+    is_suppressed: bool
+
+
+class AlertUpdate(BaseModel):
+    """Acknowledge (suppress) an alert, or let it notify again."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    suppressed: bool
+
+
+class AlertConfigurationCreate(BaseModel):
+    """A level of heartbeat alerts: when it fires, how it escalates, whom it tells how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Unique among the configurations; levels fire lowest first.
+    alert_level: int = Field(ge=1, le=MAX_ALERT_LEVEL)
+    # Fires once a process is silent this long...
+    threshold_minutes: Minutes
+    # ...or this long after it fired, for the next level (null: no escalation by time).
+    escalation_after_minutes: Minutes | None = None
+    notification_channels: Channels
+    is_active: bool = True
+
+
+class AlertConfigurationUpdate(_Partial):
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"escalation_after_minutes"})
+
+    alert_level: int | None = Field(default=None, ge=1, le=MAX_ALERT_LEVEL)
+    threshold_minutes: Minutes | None = None
+    escalation_after_minutes: Minutes | None = None
+    notification_channels: Channels | None = None
+    is_active: bool | None = None
+
+
+class AlertConfigurationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    alert_level: int
+    threshold_minutes: int
+    escalation_after_minutes: int | None
+    notification_channels: list[str]
+    # Null counts as active, as the monitor reads it.
+    is_active: bool | None
+
+
+class ScalingRuleCreate(BaseModel):
+    """When `condition_type` passes `threshold_value`, scale up or down to `worker_count`.
+
+    `queue_length`: due jobs (>= 0); `worker_load`: percent of live capacity (0-100);
+    `time_of_day`: an hour in UTC (0 <= hour < 24, 9.5 is 09:30)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    condition_type: Condition
+    threshold_value: float = Field(ge=0, le=MAX_THRESHOLD)
+    action: Action
+    worker_count: int = Field(ge=0, le=MAX_WORKER_COUNT)
+    is_active: bool = True
+
+
+class ScalingRuleUpdate(_Partial):
+    condition_type: Condition | None = None
+    threshold_value: float | None = Field(default=None, ge=0, le=MAX_THRESHOLD)
+    action: Action | None = None
+    worker_count: int | None = Field(default=None, ge=0, le=MAX_WORKER_COUNT)
+    is_active: bool | None = None
+
+
+class ScalingRuleOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    condition_type: str
+    threshold_value: float
+    action: str
+    worker_count: int
+    # Null counts as active, as the autoscaler reads it.
+    is_active: bool | None
+    created_at: datetime | None
+
+
+class ScalingDecisionOut(BaseModel):
+    """What the scaling rules ask for now (`rcms_workers_desired` on /metrics)."""
+
+    desired: int
+    live_workers: int
+    # Queued jobs that are due now.
+    due_jobs: int
+    # Jobs running on live workers, and the sum of their `max_workload`.
+    running: int
+    capacity: int
+    load_percent: float
+    # The active rules that match now (of the time-of-day rules, the one in force).
+    matched_rule_ids: list[int]
+    # The rule whose count won; null when none matched and the live count stands.
+    decided_by: ScalingRuleOut | None
+
+
+# --- batches (realtime_cms/jobs/batches.py) ---------------------------------------------------
+
+
+class BatchCallbackIn(BaseModel):
+    """The job to enqueue once every item has ended (an operator job type)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=NAME_MAX)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchCreate(BaseModel):
+    """A batch of jobs of one operator job type: one job per item payload."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=NAME_MAX)
+    items: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_ITEMS)
+    callback: BatchCallbackIn | None = None
+    # Default the job type's.
+    queue: str | None = Field(default=None, min_length=1, max_length=QUEUE_MAX)
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+
+
+class BatchCallbackOut(BaseModel):
+    type: str
+    # The callback job, enqueued once the last item ended (null until then).
+    job_id: str | None
+
+
+class BatchOut(BaseModel):
+    """A batch and its progress: `pending` items have not ended yet."""
+
+    id: int
+    # The job type of its items.
+    type: str
+    # pending (no item claimed yet) | processing | completed | failed (an item failed).
+    status: str
+    total: int
+    completed: int
+    failed: int
+    pending: int
+    callback: BatchCallbackOut | None
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+class BatchItemOut(BaseModel):
+    """One item of a batch and its outcome, counted at its job's first end."""
+
+    id: int
+    # The item's job (`GET /api/v1/jobs/{job_id}`, until it is pruned).
+    job_id: str
+    # pending | completed | failed.
+    status: str
+    # `{"output": ...}` of a completed job, `{"error": ...}` of a failed one.
+    result: dict[str, Any] | None
+    processed_at: datetime | None

@@ -11,8 +11,10 @@ and starts its tasks once it is registered.
 
 Each job runs in one transaction with its completion: the handler's writes and the fenced
 `completed` UPDATE commit together or not at all. A failure goes back to the queue with a
-backoff (`leases.retry_or_fail`); a database that cannot be reached makes every loop back
-off and resume, and the outcome of a job is kept in memory until it can be recorded.
+backoff (`leases.retry_or_fail`), except a deadlock or lock-wait timeout, which only rolled
+the job's effects back: that transaction runs again at once, in the same attempt. A database
+that cannot be reached makes every loop back off and resume, and the outcome of a job is kept
+in memory until it can be recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +51,17 @@ COMPLETED, LEASE_LOST = "completed", "lease_lost"
 # Pauses while the database cannot be reached, growing to the last one.
 DB_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 _DB_ERRORS = (DBAPIError, OperationalError, OSError, ConnectionError, TimeoutError)
+# MariaDB's deadlock and lock-wait-timeout errors: a job's transaction that met one is run
+# again (same attempt) this many times before the attempt counts as failed.
+_CONFLICT_CODES = frozenset({1213, 1205})
+CONFLICT_RETRIES = 3
+
+
+def _conflict(exc: BaseException) -> bool:
+    if not isinstance(exc, DBAPIError):
+        return False
+    args: tuple[object, ...] = tuple(getattr(exc.orig, "args", ()))
+    return bool(args) and args[0] in _CONFLICT_CODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,33 +404,54 @@ class JobWorker:
             job_type = self.registry.get(job.type)
         except Exception:
             return f"unknown job type {job.type!r} (not registered in this process)"
-        after_commit: list[Callable[[], Awaitable[None]]] = []
-        try:
-            async with asyncio.timeout(job_type.timeout_seconds), transaction(self.sessions) as db:
-                context = JobContext(
-                    job_id=job.id,
-                    type=job.type,
-                    attempt=job.attempts,
-                    max_attempts=job.max_attempts,
-                    db=db,
-                    run_at=job.run_at,
-                    started_at=self._clock(),
-                    runtime=self.runtime,
-                    after_commit=after_commit,
+        conflicts = 0
+        while True:
+            after_commit: list[Callable[[], Awaitable[None]]] = []
+            try:
+                async with (
+                    asyncio.timeout(job_type.timeout_seconds),
+                    transaction(self.sessions) as db,
+                ):
+                    context = JobContext(
+                        job_id=job.id,
+                        type=job.type,
+                        attempt=job.attempts,
+                        max_attempts=job.max_attempts,
+                        db=db,
+                        run_at=job.run_at,
+                        started_at=self._clock(),
+                        runtime=self.runtime,
+                        after_commit=after_commit,
+                    )
+                    output = await job_type.run(context, job.payload)
+                    # A batch item is counted in its batch in this same transaction.
+                    done = await leases.complete(
+                        db,
+                        job.id,
+                        self.process_id,
+                        output,
+                        self._clock(),
+                        batch_job_id=job.batch_job_id,
+                    )
+                    if not done:
+                        raise LeaseLost(job.id)
+            except LeaseLost:
+                log.warning("jobs: job %s lost its lease; its effects were rolled back", job.id)
+                return LEASE_LOST
+            except TimeoutError:
+                return f"timed out after {job_type.timeout_seconds:g} s"
+            except Exception as exc:
+                if _conflict(exc) and conflicts < CONFLICT_RETRIES:
+                    # A deadlock or lock wait: its effects were rolled back, so the same
+                    # attempt runs again at once rather than waiting out a backoff.
+                    conflicts += 1
+                    await asyncio.sleep(random.uniform(0.005, 0.05) * conflicts)
+                    continue
+                log.warning(
+                    "jobs: job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, exc
                 )
-                output = await job_type.run(context, job.payload)
-                if not await leases.complete(db, job.id, self.process_id, output, self._clock()):
-                    raise LeaseLost(job.id)
-        except LeaseLost:
-            log.warning("jobs: job %s lost its lease; its effects were rolled back", job.id)
-            return LEASE_LOST
-        except TimeoutError:
-            return f"timed out after {job_type.timeout_seconds:g} s"
-        except Exception as exc:
-            log.warning(
-                "jobs: job %s (%s) attempt %d failed: %s", job.id, job.type, job.attempts, exc
-            )
-            return "".join(traceback.format_exception_only(exc)).strip()
+                return "".join(traceback.format_exception_only(exc)).strip()
+            break
         for effect in after_commit:
             try:
                 await effect()
@@ -434,6 +469,14 @@ class JobWorker:
                     job_id=job.id,
                     type=job.type,
                     error=error[:500],
+                )
+                await processes.tell_staff(
+                    db,
+                    self.process_id,
+                    f"Job {job.id} ({job.type}) failed for good after {job.attempts} "
+                    f"attempts; retry or discard it. Last error: {error[:300]}",
+                    type="job_failed",
+                    priority=2,
                 )
         except _DB_ERRORS as exc:
             log.warning("jobs: could not log the failure of job %s: %s", job.id, exc)

@@ -268,6 +268,14 @@ class WorkerProcess(Base):
 
 
 class BatchJob(Base):
+    """A batch of jobs of one type (realtime_cms/jobs/batches.py): one `worker_jobs` row and
+    one `batch_job_items` row per item, and a callback job enqueued once the last item ends.
+
+    Added to the seed's columns (docs/schema.md, migration 0004): the progress counters
+    `total`, `completed` and `failed`, each moved by an atomic UPDATE in the transaction of an
+    item's own end, and `callback_job_id`, set once when the batch ends.
+    """
+
     __tablename__ = "batch_jobs"
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -282,6 +290,11 @@ class BatchJob(Base):
     created_at: Mapped[datetime | None] = created_at_column()
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    total: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    completed: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
+    # Not an FK (like `worker_processes.last_job_id`): the callback job may be pruned first.
+    callback_job_id: Mapped[str | None] = mapped_column(sa.String(36))
 
 
 JOB_STATUSES = ("queued", "processing", "completed", "failed", "cancelled")
@@ -336,6 +349,10 @@ class WorkerJob(Base):
 
 
 class BatchJobItem(Base):
+    """One item of a batch. The seed's names read oddly here: `job_id` is the batch
+    (`batch_jobs.id`) and `item_id` the item's own job (`worker_jobs.id`, not an FK: the job
+    may be pruned, the item keeps its outcome in `status`, `result` and `processed_at`)."""
+
     __tablename__ = "batch_job_items"
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)

@@ -1,13 +1,12 @@
-"""The notifications other services produce: a document grant, a status change, a mention.
+"""The notifications other domains' changes produce: a document grant, a status change, a mention.
 
-Each runs inside the producing transaction (so it commits or rolls back with the change)
-and stages what to deliver on the session; the edge delivers it after the commit. None of
-them notifies the person who made the change.
+Each runs inside the transaction of the change (`notifications.subscribers` calls them for
+the events the change publishes), so it commits or rolls back with it; the live push follows
+the commit. None of them notifies the person who made the change.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 
 import sqlalchemy as sa
@@ -23,15 +22,6 @@ from realtime_cms.rbac.service import permissions_for
 
 # Producers act for the server, with the one permission `notify` checks.
 PRODUCER = system(frozenset({"notifications.send"}))
-# `@name` not preceded by a word character or `@` (so e-mail addresses are not mentions);
-# usernames are 3-50 of letters, digits, `_`, `.`, `-` (a trailing `.` or `-` ends a sentence).
-_MENTION = re.compile(r"(?<![\w@.])@([A-Za-z0-9_][A-Za-z0-9_.-]{1,49})")
-
-
-def mentions(text: str) -> set[str]:
-    """The usernames `text` mentions (`@name`)."""
-    names = (match.rstrip(".-") for match in _MENTION.findall(text or ""))
-    return {name for name in names if len(name) >= 3}
 
 
 async def _item_title(db: AsyncSession, document_id: str) -> str:
@@ -61,17 +51,23 @@ async def document_granted(
 
 
 async def status_changed(
-    db: AsyncSession, actor: Principal, *, item: ContentItem, old: str, new: str
+    db: AsyncSession,
+    actor: Principal,
+    *,
+    author_id: int | None,
+    title: str,
+    old: str,
+    new: str,
 ) -> None:
     """Tell an item's author its status changed, when someone else changed it."""
-    if item.author_id is None or item.author_id == actor.user_id:
+    if author_id is None or author_id == actor.user_id:
         return
     await notify(
         db,
         PRODUCER,
-        users=[item.author_id],
-        title=f"“{item.title}” is now {new}"[:255],
-        message=f"{actor.username} moved your item “{item.title}” from {old} to {new}.",
+        users=[author_id],
+        title=f"“{title}” is now {new}"[:255],
+        message=f"{actor.username} moved your item “{title}” from {old} to {new}.",
         category_id=await category_id(db, CONTENT),
         type="content_status",
     )
@@ -85,23 +81,18 @@ async def _principal_of(db: AsyncSession, user: User) -> Principal:
 async def mentioned(
     db: AsyncSession,
     *,
-    item: ContentItem,
-    old_body: str | None,
-    new_body: str,
+    item_id: int,
+    title: str,
+    usernames: Collection[str],
     authors: Collection[int],
 ) -> None:
-    """Notify the users newly mentioned in an item's body who can read it (not its editors).
-
-    Only mentions absent from the previous body count, so a mention notifies once, however
-    often the body is stored while people type around it.
-    """
-    added = mentions(new_body) - mentions(old_body or "")
-    if not added:
+    """Notify the users `usernames` names who can read the item (not its editors, `authors`)."""
+    if not usernames:
         return
     users = await db.scalars(
-        sa.select(User).where(User.username.in_(added), User.is_active.is_(True))
+        sa.select(User).where(User.username.in_(set(usernames)), User.is_active.is_(True))
     )
-    document_id = f"content:{item.id}"
+    document_id = f"content:{item_id}"
     readers = [
         user.id
         for user in users
@@ -115,8 +106,8 @@ async def mentioned(
         db,
         PRODUCER,
         users=readers,
-        title=f"You were mentioned in “{item.title}”"[:255],
-        message=f"{by} mentioned you in “{item.title}” ({document_id}).",
+        title=f"You were mentioned in “{title}”"[:255],
+        message=f"{by} mentioned you in “{title}” ({document_id}).",
         category_id=await category_id(db, MENTIONS),
         type="mention",
     )

@@ -8,9 +8,10 @@ the channel.
 
 Everything is written in the caller's transaction: the mail jobs exist iff the notification
 commits, and the job system retries them until the mail server takes them. Only the live
-push waits for the commit: `notify` returns a `NotifyResult` and also stages it on the
-session; the edge that commits pushes it once, with `Dispatcher.deliver(take_staged(db))`
-(`schedule_push` arranges that).
+push waits for the commit: `notify` returns a `NotifyResult` and emits it as a
+`NotificationsCreated` event, which the process' `LivePushes` (`notifications.subscribers`)
+pushes once the transaction commits (and forgets on rollback). A caller that pushes itself
+takes the event back first (`take_staged`; `schedule_push` arranges the push).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.errors import Unprocessable
+from realtime_cms.events import Event, emit, withdraw
 from realtime_cms.jobs.queue import enqueue
 from realtime_cms.mail import SEND, MailPayload
 from realtime_cms.models.auth import User
@@ -41,8 +43,6 @@ from realtime_cms.notifications.reads import LiveHub, as_json, counts_of
 from realtime_cms.notifications.schemas import CHANNELS, MAX_MESSAGE
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
-
-STAGED = "rcms.notifications.staged"
 
 
 @dataclass(slots=True)
@@ -66,14 +66,25 @@ class NotifyResult:
         self.queued += other.queued
 
 
+@dataclass(frozen=True, slots=True)
+class NotificationsCreated(Event):
+    """Notifications were stored (and mail queued): `result` says what to push once committed."""
+
+    result: NotifyResult
+
+
 def stage(db: AsyncSession, result: NotifyResult) -> None:
-    db.info.setdefault(STAGED, NotifyResult()).merge(result)
+    """Have `result` pushed live once `db`'s transaction commits."""
+    emit(db, NotificationsCreated(result))
 
 
 def take_staged(db: AsyncSession) -> NotifyResult:
-    """Everything `notify` staged on this session since the last take (then forgotten)."""
-    staged = db.info.pop(STAGED, None)
-    return staged if isinstance(staged, NotifyResult) else NotifyResult()
+    """Everything staged in this transaction since the last take, which the caller now pushes
+    itself (it is no longer pushed on commit)."""
+    taken = NotifyResult()
+    for created in withdraw(db, NotificationsCreated):
+        taken.merge(created.result)
+    return taken
 
 
 def window_end(frequency: str, now: datetime) -> datetime:
@@ -164,7 +175,7 @@ async def notify(
     type: str = "info",
     now: datetime | None = None,
 ) -> NotifyResult:
-    """Notify `users` (see the module); flushed, staged on `db`, and returned."""
+    """Notify `users` (see the module); flushed, staged for the push on commit, and returned."""
     authorize(principal, "notifications.send")
     # Whole seconds: what MariaDB keeps, so the live push and later reads agree.
     now = (now or utcnow()).replace(microsecond=0)

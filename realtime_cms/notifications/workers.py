@@ -82,8 +82,19 @@ async def create(
 ) -> WorkerNotification:
     """Queue a notification for a worker's staff (delivered by the worker's batch job)."""
     authorize(principal, "workers.manage")
-    if not await _lock(db, worker_id):
+    row = await add(db, worker_id, message, type=type, priority=priority)
+    if row is None:
         raise NotFound("No such worker", code="worker_not_found")
+    return row
+
+
+async def add(
+    db: AsyncSession, worker_id: str, message: str, *, type: str = "info", priority: int = 3
+) -> WorkerNotification | None:
+    """What the job system itself reports about one of its workers (a job failed for good,
+    a process declared dead), in the caller's transaction; None if there is no such worker."""
+    if not await _lock(db, worker_id):
+        return None
     row = WorkerNotification(
         worker_id=worker_id,
         message=message,

@@ -3,7 +3,9 @@
 Creating a version first takes the item row's write lock (a no-op UPDATE, which also takes
 SQLite's database write lock), so concurrent creators get consecutive `version_number`s,
 then reads the latest version's chain with locking reads, which see the newest commits. Storage is
-`realtime_cms.versions.storage`; the rules for who may do what are in each function.
+`realtime_cms.versions.storage`; the rules for who may do what are in each function. Every
+stored version publishes `VersionCreated`. `CONTENT_VERSIONS` is what the content binding
+merges writes against (`content.conflicts.Versions`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from realtime_cms.audit import record
 from realtime_cms.content.binding import ContentBinding, ContentState
 from realtime_cms.errors import CMSError, NotFound
+from realtime_cms.events import publish
 from realtime_cms.models.content import ContentItem, ContentItemTag, Tag
 from realtime_cms.models.versions import (
     RestorationAuditLog,
@@ -29,6 +32,7 @@ from realtime_cms.principal import Principal
 from realtime_cms.rbac.authorize import authorize
 from realtime_cms.versions import storage
 from realtime_cms.versions.diffs import VersionDiff, diff_contents
+from realtime_cms.versions.events import VersionCreated
 
 # content_items.status -> version_metadata.status (whose enum has no scheduled or expired).
 _STATUS = {"scheduled": "pending_review", "expired": "archived"}
@@ -218,6 +222,15 @@ async def record_version(
     details = {"content_id": item_id, "version_number": version.version_number}
     action = "version.autosave" if is_autosave else "version.create"
     await record(db, principal, action, "version", version.id, details, user_id=user_id)
+    created = VersionCreated(
+        version_id=version.id,
+        item_id=item_id,
+        version_number=version.version_number,
+        user_id=user_id,
+        is_autosave=is_autosave,
+        change_type=change_type,
+    )
+    await publish(db, created)
     return version
 
 
@@ -243,6 +256,25 @@ async def create_version(
     )
     assert version is not None  # only skip_unchanged skips
     return version
+
+
+class _ContentVersions:
+    """The versions a content write merges against, and records its conflicts as."""
+
+    async def content_of(self, db: AsyncSession, item_id: int, version_id: int) -> ContentState:
+        await get_version(db, item_id, version_id)
+        return await reconstruct(db, version_id)
+
+    async def autosave(
+        self, db: AsyncSession, principal: Principal, item_id: int, state: ContentState
+    ) -> int:
+        version = await create_version(
+            db, principal, item_id=item_id, state=state, is_autosave=True
+        )
+        return version.id
+
+
+CONTENT_VERSIONS = _ContentVersions()
 
 
 async def save_current(

@@ -2,7 +2,8 @@
 //   #/login          sign in
 //   #/items          the content list (the default)
 //   #/items/<id>     the editor of content item <id>
-//   #/background     background work: queues, jobs and workers (jobs.view, workers.view)
+//   #/background     background work: queues, jobs, batches, workers and their alerts
+//                    (jobs.view, workers.view)
 import { api, onUnauthorized, REMEMBERED } from './api.js'
 import { h, replace } from './dom.js'
 import { loginPage } from './views/login.js'

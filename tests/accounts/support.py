@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from aiohttp import ClientResponse, ClientSession, CookieJar
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.auth import User
 from realtime_cms.models.workers import WorkerJob

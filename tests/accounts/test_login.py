@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp import ClientResponse
 
+from handlers import keys
 from handlers.auth_context import SESSION_COOKIE
-from realtime_cms import keys
 from realtime_cms.models.analytics import AuditLog
 from realtime_cms.models.auth import User
 from realtime_cms.models.base import utcnow

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.accounts import jobs
 from realtime_cms.mail import LogMailSender, Message
 from realtime_cms.models.auth import EmailVerificationToken, User

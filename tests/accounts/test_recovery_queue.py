@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.accounts import jobs, recovery
 from realtime_cms.db import transaction
 from realtime_cms.mail import LogMailSender, Message

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.accounts import jobs, recovery
 from realtime_cms.jobs import leases
 from realtime_cms.models.workers import WorkerJob

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.accounts.sessions import TOUCH_INTERVAL, still_valid
 from realtime_cms.db import transaction
 from realtime_cms.models.auth import ApiToken, User

@@ -1,4 +1,5 @@
-"""The "Background work" page in Chromium: a job failing shows up live, Retry queues it again.
+"""The "Background work" page in Chromium: a job failing shows up live, Retry queues it again;
+a silent worker's alert shows and is suppressed from the page; a batch's progress shows.
 
 The server loads the `browser.gate` job type (tests/browser/test_background_work_jobs.py):
 its jobs fail while their gate file is missing, so a test decides when a retry succeeds.
@@ -6,13 +7,21 @@ its jobs fail while their gate file is missing, so a test decides when a retry s
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, expect
 
+from realtime_cms.db import SessionFactory, create_engine, session_factory, transaction
+from realtime_cms.jobs import alerts, processes
+from realtime_cms.jobs.queue import enqueue
+from realtime_cms.models.base import utcnow
 from tests.browser.support import RECORD_CSP_VIOLATIONS, Rest, Server, eventually, require_chromium
 
 PLUGIN = "tests.browser.test_background_work_jobs"
@@ -142,3 +151,117 @@ async def test_a_viewer_gets_no_link_and_the_page_says_what_it_needs(
     finally:
         await context.close()
     assert errors == []
+
+
+@asynccontextmanager
+async def server_db(server: Server) -> AsyncIterator[SessionFactory]:
+    """Sessions on the served installation's SQLite file (as another process would write)."""
+    engine = create_engine(f"sqlite+aiosqlite:///{server.database}")
+    try:
+        yield session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def silent_process_alerted(server: Server) -> str:
+    """A worker process silent for an hour, and a run of the monitor the server's worker
+    takes at once (not waiting for its 30 s period): the alert is raised by the server."""
+    async with server_db(server) as sessions:
+        process_id = await processes.register(
+            sessions,
+            kind="worker",
+            concurrency=1,
+            queues=["default"],
+            now=utcnow() - timedelta(hours=1),
+        )
+        async with transaction(sessions) as db:
+            await enqueue(db, alerts.MONITOR, {})
+    return process_id
+
+
+async def alert_of(admin: Rest, process_id: str) -> dict[str, Any] | None:
+    found = await admin.call("GET", f"/api/v1/alerts?filter[worker_id]={process_id}")
+    return found[0] if found else None
+
+
+async def test_an_open_alert_shows_and_suppressing_it_from_the_page_updates_it(
+    browser: Browser, server: Server, admin: Rest
+) -> None:
+    context, page, errors = await signed_in_page(browser, server, "admin", server.logins["admin"])
+    try:
+        await page.goto(f"{server.base}/#/background")
+        await expect(page.locator(".connection")).to_have_attribute("data-state", "connected")
+        process_id = await silent_process_alerted(server)
+        row = page.locator(f"#alerts tr[data-worker='{process_id}']")
+        # Shown without a reload of the page.
+        await expect(row).to_be_visible()
+        await expect(row.locator(".level")).to_have_text("level 1")
+        await expect(row).to_have_attribute("data-suppressed", "false")
+
+        await row.get_by_role("button", name="Suppress").click()
+        await expect(row).to_have_attribute("data-suppressed", "true")
+        await expect(row.locator(".state")).to_have_text("suppressed")
+        stored = await alert_of(admin, process_id)
+        assert stored is not None and stored["is_suppressed"] is True
+
+        await row.get_by_role("button", name="Unsuppress").click()
+        await expect(row).to_have_attribute("data-suppressed", "false")
+        stored = await alert_of(admin, process_id)
+        assert stored is not None and stored["is_suppressed"] is False
+        entries = await admin.call(
+            "GET", "/api/v1/audit-log?filter[entity_type]=heartbeat_alert&limit=200"
+        )
+        actions = [e["action_type"] for e in entries if e["entity_id"] == stored["id"]]
+        assert sorted(actions) == ["heartbeat_alert.suppress", "heartbeat_alert.unsuppress"]
+    finally:
+        await context.close()
+    assert errors == []
+
+
+async def test_a_batch_shows_its_progress_live(
+    browser: Browser, server: Server, admin: Rest, tmp_path: Path
+) -> None:
+    context, page, errors = await signed_in_page(browser, server, "admin", server.logins["admin"])
+    try:
+        await page.goto(f"{server.base}/#/background")
+        await expect(page.locator(".connection")).to_have_attribute("data-state", "connected")
+        gate = tmp_path / "open"
+        gate.write_text("open")
+        items = [{"path": str(gate)}, {"path": str(tmp_path / "closed")}]
+        batch = await admin.call(
+            "POST", "/api/v1/batches", {"type": "browser.gate", "items": items}, status=201
+        )
+        row = page.locator(f"#batches li.batch[data-id='{batch['id']}']")
+        await expect(row).to_be_visible()
+        # One item through its gate, one failed at its closed one: the batch has ended.
+        await expect(row.locator(".counts")).to_have_text("1 done, 1 failed, 0 pending of 2")
+        await expect(row.locator("progress")).to_have_attribute("value", "2")
+        await expect(row).to_have_attribute("data-status", "failed")
+    finally:
+        await context.close()
+    assert errors == []
+
+
+async def test_without_a_batches_api_the_section_stays_hidden(
+    browser: Browser, server: Server
+) -> None:
+    context, page, errors = await signed_in_page(browser, server, "admin", server.logins["admin"])
+    missing = {"status": 404, "code": "not_found", "title": "Not found", "detail": "none"}
+    try:
+        # An older server: the batches API answers 404.
+        await page.route(
+            re.compile(r"/api/v1/batches\?"),
+            lambda route: route.fulfill(
+                status=404, content_type="application/problem+json", body=json.dumps(missing)
+            ),
+        )
+        await page.goto(f"{server.base}/#/background")
+        await expect(page.locator(".connection")).to_have_attribute("data-state", "connected")
+        await expect(page.locator("#workers tr[data-alive=true]")).not_to_have_count(0)
+        await expect(page.locator("#jobs-queued")).to_be_visible()
+        await expect(page.get_by_role("heading", name="Batches")).to_be_hidden()
+        await expect(page.get_by_role("alert")).to_be_hidden()
+    finally:
+        await context.close()
+    # The refused request is all the console reports (Chromium logs every failed load).
+    assert errors and all(e.startswith("Failed to load resource") and "404" in e for e in errors)

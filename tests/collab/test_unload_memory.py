@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 import pycrdt
 import pytest
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.client import CollabClient, CollabError
 from realtime_cms.collab.room import DocumentRoom
 from tests.support.harness import Harness, make_settings, start_harness

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.content import Category, ContentType, CustomField, Tag
 from realtime_cms.models.sites import Site

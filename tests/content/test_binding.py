@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
+from handlers import keys
 from handlers.app import create_app
-from realtime_cms import keys
 from realtime_cms.client import CollabClient
 from realtime_cms.collab.manager import RoomLimits, RoomManager
 from realtime_cms.collab.protocol import decode_awareness_update
@@ -36,6 +36,7 @@ from realtime_cms.models.realtime import DocumentSnapshot, DocumentUpdate
 from realtime_cms.models.sites import Site
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.service import permissions_for
+from realtime_cms.versions.service import CONTENT_VERSIONS
 from tests.support.harness import Harness, make_settings, start_harness
 from tests.support.live import eventually
 
@@ -247,7 +248,13 @@ async def test_an_unloaded_document_is_materialized_even_before_its_pause(
     async with (
         UpdateStore(sessions) as store,
         RoomManager(store, limits) as rooms,
-        ContentBinding(rooms, sessions, debounce_seconds=3600, max_wait_seconds=3600) as binding,
+        ContentBinding(
+            rooms,
+            sessions,
+            debounce_seconds=3600,
+            max_wait_seconds=3600,
+            versions=CONTENT_VERSIONS,
+        ) as binding,
     ):
         state = await binding.current(item_id)
         # The seed is the SQL content's, so an edit made on it applies on the seeded document.

@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.analytics import AuditLog
 from realtime_cms.models.content import ContentItem, CustomFieldValue

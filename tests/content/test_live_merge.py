@@ -9,7 +9,7 @@ import pycrdt
 import pytest
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.content.binding import document_id
 from realtime_cms.content.materialize import ContentState
 from realtime_cms.db import transaction

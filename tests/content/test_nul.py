@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.content.materialize import ContentState, materialize
 from realtime_cms.db import transaction
 from realtime_cms.models.content import ContentItem

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.content.taxonomy import MAX_DEPTH
 from realtime_cms.db import transaction
 from realtime_cms.history import history_of

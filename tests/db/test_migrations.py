@@ -83,7 +83,7 @@ def test_migrated_database_matches_the_models(migrated_url: str) -> None:
 
 def test_applied_revisions_are_recorded_in_the_seed_migrations_table(migrated_url: str) -> None:
     recorded = _inspect(migrated_url, _recorded)
-    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002", "0003"]
+    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002", "0003", "0004"]
     assert recorded[0][1] == 1
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pycrdt
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.models.realtime import DocumentUpdate
 from tests.documents.conftest import Connect
 from tests.support.harness import Harness

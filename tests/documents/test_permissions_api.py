@@ -9,7 +9,7 @@ from typing import Any
 import pycrdt
 import pytest
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.client import CollabClient, CollabError
 from realtime_cms.models.auth import User
 from tests.documents.conftest import Connect

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from aiohttp import DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
+from handlers import keys
 from handlers.app import create_app
-from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.documents.presence import Entry, Presence, registry_for
 from realtime_cms.documents.service import RestPeer

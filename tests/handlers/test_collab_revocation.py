@@ -14,7 +14,7 @@ import pytest
 import socketio
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.client import CollabClient, CollabError
 from realtime_cms.db import transaction
 from realtime_cms.models.realtime import DocumentPermission, UserSession

@@ -7,7 +7,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.workers import ScalingRule, WorkerJob

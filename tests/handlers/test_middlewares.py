@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from handlers import keys
 from handlers.auth_context import SESSION_COOKIE
 from handlers.middlewares import (
     PROBLEM_TYPE,
@@ -17,7 +18,6 @@ from handlers.middlewares import (
     request_id_middleware,
     security_headers_middleware,
 )
-from realtime_cms import keys
 from tests.support.harness import PASSWORD, Harness
 
 SECURITY_HEADERS = {

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from handlers import keys
 from handlers.api import API_KEY, Endpoint
-from realtime_cms import keys
 from realtime_cms.rbac.catalog import DEFAULT_ROLES
 from tests.support.harness import Harness
 

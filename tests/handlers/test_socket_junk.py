@@ -15,8 +15,8 @@ import msgpack
 import pycrdt
 import pytest
 
+from handlers import keys
 from handlers.socket_junk import JUNK_LIMIT
-from realtime_cms import keys
 from realtime_cms.client import CollabClient
 from tests.handlers.test_socket_transport import assert_closed_by_server, open_raw
 from tests.support.harness import Harness

@@ -13,7 +13,7 @@ import pycrdt
 import socketio
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.realtime import DocumentUpdate
 from tests.support.harness import Harness

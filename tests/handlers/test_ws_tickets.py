@@ -15,10 +15,9 @@ import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from handlers import ws_tickets
+from handlers import keys, ws_tickets
 from handlers.app import create_app
 from handlers.ywebsocket import SESSION_ENDED
-from realtime_cms import keys
 from realtime_cms.accounts.tickets import LocalTickets, RedisTickets, issue_ticket, redeem_ticket
 from realtime_cms.collab.protocol import MESSAGE_SYNC, SYNC_STEP1, decode_message
 from realtime_cms.db import transaction

@@ -11,7 +11,7 @@ import pytest
 import socketio
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.client import CollabClient
 from realtime_cms.collab.protocol import (
     AwarenessEntry,

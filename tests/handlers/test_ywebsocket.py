@@ -12,8 +12,8 @@ import pycrdt
 import pytest
 import sqlalchemy as sa
 
+from handlers import keys
 from handlers.ywebsocket import ACCESS_REVOKED, SESSION_ENDED, Close, WebSocketPeer
-from realtime_cms import keys
 from realtime_cms.client import CollabClient
 from realtime_cms.collab.protocol import (
     MESSAGE_AUTH,

@@ -1,8 +1,10 @@
 """Heartbeat alerts: a silent process raises an alert that escalates, tells the staff once
-per level, stays quiet when suppressed, and clears when the process is back."""
+per level, stays quiet when suppressed, and clears when the process is back; every change is
+an `AlertChanged`, pushed coalesced to the operators' room."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -11,7 +13,9 @@ from typing import Any, cast
 import pytest
 import sqlalchemy as sa
 
+from realtime_cms.events import EventBus
 from realtime_cms.jobs import alerts, processes
+from realtime_cms.jobs.pushes import CoalescedFeed
 from realtime_cms.models.auth import User, UserRole
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.notifications import Notification
@@ -19,6 +23,7 @@ from realtime_cms.models.workers import AlertConfiguration, HeartbeatAlert, Work
 from realtime_cms.rbac.service import role_id_by_name
 from realtime_cms.runtime import Runtime
 from tests.jobs.conftest import JobDb
+from tests.jobs.test_api_live import Recorder
 from tests.support.jobs import run_job
 
 
@@ -145,3 +150,58 @@ async def test_stored_levels_replace_the_defaults(clean: JobDb, people: dict[str
     assert await _notified(clean, people["ops"]) == []  # email only
     async with clean.sessions() as db:
         assert await db.scalar(sa.select(sa.func.count()).where(WorkerJob.type == "mail.send")) == 1
+
+
+async def test_raising_escalating_and_clearing_an_alert_each_emit_alert_changed(
+    clean: JobDb, people: dict[str, int]
+) -> None:
+    seen: list[alerts.AlertChanged] = []
+    unsubscribe = clean.bus.subscribe(alerts.AlertChanged, seen.append)
+    try:
+        start = utcnow()
+        process_id = await _silent_process(clean, start)
+        await _monitor(clean, start + timedelta(minutes=1), Pushes())
+        assert seen == []
+        await _monitor(clean, start + timedelta(minutes=3), Pushes())
+        await _monitor(clean, start + timedelta(minutes=13), Pushes())
+        alert = await _alert(clean, process_id)
+        assert alert is not None
+        beat = processes.Beat("idle", 0, 10, None)
+        assert await processes.heartbeat(
+            clean.sessions, process_id, beat, start + timedelta(minutes=14)
+        )
+        await _monitor(clean, start + timedelta(minutes=14, seconds=5), Pushes())
+    finally:
+        unsubscribe()
+    assert [(e.alert_id, e.worker_id) for e in seen] == [(alert.id, process_id)] * 3
+    assert [(e.state, e.next_alert_level, e.failure_count) for e in seen] == [
+        ("open", 2, 1),
+        ("open", 3, 2),
+        ("cleared", 3, 2),
+    ]
+
+
+async def test_the_feed_pushes_each_alert_once_with_its_latest_state() -> None:
+    bus, recorder = EventBus(), Recorder()
+    async with CoalescedFeed(bus, recorder, alerts.AlertChanged, "alerts", interval=0.01):
+        # One commit's worth (dispatch is synchronous): alert 1 raised then suppressed.
+        bus.dispatch(
+            [
+                alerts.AlertChanged(1, "w1", 2, 1, False, "open"),
+                alerts.AlertChanged(2, "w2", 2, 1, False, "open"),
+                alerts.AlertChanged(1, "w1", 2, 1, True, "open"),
+            ]
+        )
+        async with asyncio.timeout(15):
+            await recorder.arrived.wait()
+    [(event, data, where)] = recorder.sent
+    assert event == "alerts" and where == {"room": "jobs", "namespace": "/notifications"}
+    assert [(a["id"], a["is_suppressed"]) for a in data["alerts"]] == [(2, False), (1, True)]
+    assert set(data["alerts"][0]) == {
+        "id",
+        "worker_id",
+        "next_alert_level",
+        "failure_count",
+        "is_suppressed",
+        "state",
+    }

@@ -15,8 +15,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import BaseModel, Field
 
+from handlers import keys
 from handlers.jobs import runtime_of
-from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.jobs.registry import JobContext, JobType
 from realtime_cms.models.analytics import AuditLog

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import socketio
 
+from handlers import keys
 from handlers.notifications_socket import NotificationsNamespace
-from realtime_cms import keys
 from realtime_cms.events import EventBus
 from realtime_cms.jobs.events import MAX_CHANGES, ROOM, JobChanged, JobFeed
 from realtime_cms.notifications.hub import NAMESPACE

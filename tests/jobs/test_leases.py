@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from realtime_cms.jobs import leases, processes
 from realtime_cms.jobs.queue import enqueue
 from realtime_cms.models.base import utcnow
-from realtime_cms.models.workers import WorkerJob, WorkerProcess
+from realtime_cms.models.workers import WorkerJob, WorkerNotification, WorkerProcess
 from tests.jobs import probe
 from tests.jobs.conftest import JobDb
 
@@ -126,6 +126,12 @@ async def test_a_stale_process_loses_its_jobs_to_the_queue(clean: JobDb) -> None
     async with clean.sessions() as db, db.begin():
         assert not await leases.complete(db, ids[0], dead, None, utcnow())
     assert not await processes.heartbeat(clean.sessions, dead, beat, later)
+    # Whoever took the jobs back records it, and tells the staff through the dead worker.
+    await processes.record_reclaim(clean.sessions, alive, found.process_ids, 2, 1)
+    async with clean.sessions() as db:
+        [told] = (await db.execute(sa.select(WorkerNotification))).scalars().all()
+    assert (told.worker_id, told.type, told.priority) == (dead, "process_failed", 1)
+    assert "2 queued again, 1 failed" in told.message
 
 
 async def test_released_jobs_go_back_without_counting_the_attempt(clean: JobDb) -> None:

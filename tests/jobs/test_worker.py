@@ -7,13 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
+import pymysql
 import sqlalchemy as sa
 
 from realtime_cms.jobs.queue import enqueue
 from realtime_cms.jobs.registry import JobType, Registry
 from realtime_cms.jobs.wakeup import Wakeup
 from realtime_cms.jobs.worker import JobWorker, WorkerOptions
-from realtime_cms.models.workers import WorkerActivityLog, WorkerJob, WorkerProcess
+from realtime_cms.models.workers import (
+    WorkerActivityLog,
+    WorkerJob,
+    WorkerNotification,
+    WorkerProcess,
+)
 from realtime_cms.runtime import Runtime
 from tests.jobs import probe
 from tests.jobs.conftest import JobDb
@@ -108,6 +114,18 @@ async def test_a_failing_job_is_retried_until_it_succeeds(clean: JobDb, monkeypa
         logged = await db.scalars(sa.select(WorkerActivityLog.action_type))
     assert error == "RuntimeError: failing on purpose (attempt 3)"
     assert "job_failed" in set(logged)
+    # The staff hear of it: a worker notification, delivered by a batch job.
+    async with clean.sessions() as db:
+        told = (await db.execute(sa.select(WorkerNotification))).scalars().all()
+        delivery = await db.scalars(
+            sa.select(WorkerJob.payload).where(WorkerJob.type == "notifications.worker_batch")
+        )
+        deliveries = list(delivery)
+    assert [(n.worker_id, n.type, n.priority) for n in told] == [
+        (worker.process_id, "job_failed", 2)
+    ]
+    assert hopeless in told[0].message and "attempt 3" in told[0].message
+    assert deliveries == [{"worker_id": worker.process_id}]
 
 
 async def test_a_job_past_its_timeout_is_an_attempt_that_failed(clean: JobDb) -> None:
@@ -154,3 +172,40 @@ async def test_a_worker_wakes_within_milliseconds_of_a_commit(clean: JobDb) -> N
         # Well before the 30 s poll: the commit woke it (how fast is bench/jobs' business).
         async with asyncio.timeout(10):
             await waiting
+
+
+_DEADLOCKS: dict[str, int] = {}
+
+
+async def _deadlocks_twice(context: Any, payload: probe.Effect) -> str:
+    """Writes its effect, then (the first two times) fails as MariaDB reports a deadlock
+    victim: the driver's error 1213, raised where the real one would be."""
+    await context.db.execute(
+        probe.EFFECTS.insert().values(key=payload.key, job_id=context.job_id, attempt=1)
+    )
+    seen = _DEADLOCKS[payload.key] = _DEADLOCKS.get(payload.key, 0) + 1
+    if seen <= 2:
+        deadlock = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock")
+        raise sa.exc.OperationalError("INSERT INTO probe_effects", {}, deadlock)
+    return "inserted"
+
+
+async def test_a_deadlocked_job_runs_again_in_the_same_attempt_with_its_effect_once(
+    clean: JobDb,
+) -> None:
+    _DEADLOCKS.clear()
+    deadlocking = JobType("probe.deadlocking", probe.Effect, _deadlocks_twice, queue="probe")
+    registry = _registry()
+    registry.add(deadlocking)
+    wakeup = Wakeup(None, "unused")
+    wakeup.attach(clean.bus)
+    options = WorkerOptions(queues=("probe",), heartbeat_seconds=0.5, poll_seconds=0.5)
+    worker = JobWorker(clean.sessions, registry, wakeup, options, runtime=cast(Runtime, None))
+    [job_id] = await _enqueue(clean, deadlocking, [{"key": "deadlocked"}])
+    async with wakeup, worker:
+        outcomes = await _settled(worker, 1)
+    assert outcomes == {job_id: "completed"}
+    assert _DEADLOCKS["deadlocked"] == 3
+    # Not a failed attempt: no backoff, no error kept, one effect.
+    assert (await _status(clean))[job_id] == ("completed", 1, "inserted")
+    assert await _effects(clean) == ["deadlocked"]

@@ -11,10 +11,12 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.jobs.registry import JobContext, JobType
+from realtime_cms.models.content import ContentType
 from realtime_cms.models.notifications import Notification
+from realtime_cms.models.sites import Site
 from realtime_cms.notifications.producers import PRODUCER
 from realtime_cms.notifications.service import Dispatcher, NotifyResult, notify
 from realtime_cms.runtime import Runtime
@@ -98,3 +100,19 @@ async def body(response: Any, status: int) -> Mapping[str, Any]:
     data = await response.json(content_type=None)
     assert response.status == status, data
     return dict(data)
+
+
+async def new_item(harness: Harness, token: str, text: str = "First draft.") -> dict[str, Any]:
+    """A draft item authored by the token's user, on a fresh memberless site."""
+    async with transaction(harness.app[keys.SESSIONS]) as db:
+        name = unique("producers")
+        site = Site(name=name, domain=f"{name}.example.com")
+        ctype = ContentType(name=name, slug=name)
+        db.add_all([site, ctype])
+    response = await harness.call(
+        "POST",
+        "/api/v1/content-items",
+        token=token,
+        json={"content_type_id": ctype.id, "site_id": site.id, "title": name, "body": text},
+    )
+    return dict((await body(response, 201))["data"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.notifications.categories import DEFAULT_CATEGORIES, ensure_default_categories
 from tests.notifications.support import body, unique

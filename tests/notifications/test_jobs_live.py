@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.mail import LogMailSender, Message
 from realtime_cms.models.auth import User

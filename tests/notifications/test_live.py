@@ -11,8 +11,8 @@ import pytest
 import socketio
 import sqlalchemy as sa
 
+from handlers import keys
 from handlers.notifications_socket import EVENTS_PER_SECOND, NotificationsNamespace
-from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.auth import User
 from realtime_cms.notifications.hub import NAMESPACE

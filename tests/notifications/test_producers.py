@@ -7,31 +7,11 @@ from typing import Any
 
 from pycrdt import Doc, Text
 
-from realtime_cms import keys
-from realtime_cms.db import transaction
-from realtime_cms.models.content import ContentType
-from realtime_cms.models.sites import Site
-from realtime_cms.notifications.producers import mentions
-from tests.notifications.support import body, new_user, notifications_of, unique
+from realtime_cms.content.mentions import mentions
+from tests.notifications.support import body, new_item, new_user, notifications_of, unique
 from tests.support.harness import Harness
 
 ITEMS = "/api/v1/content-items"
-
-
-async def _item(harness: Harness, token: str, text: str = "First draft.") -> dict[str, Any]:
-    """A draft item authored by the token's user, on a fresh memberless site."""
-    async with transaction(harness.app[keys.SESSIONS]) as db:
-        name = unique("producers")
-        site = Site(name=name, domain=f"{name}.example.com")
-        ctype = ContentType(name=name, slug=name)
-        db.add_all([site, ctype])
-    response = await harness.call(
-        "POST",
-        ITEMS,
-        token=token,
-        json={"content_type_id": ctype.id, "site_id": site.id, "title": name, "body": text},
-    )
-    return dict((await body(response, 201))["data"])
 
 
 def test_mentions_are_usernames_after_an_at_sign() -> None:
@@ -52,7 +32,7 @@ async def test_a_grant_notifies_the_grantee(harness: Harness) -> None:
 
 async def test_a_status_change_by_someone_else_notifies_the_author(harness: Harness) -> None:
     author_id, token = await new_user(harness, "author")
-    item = await _item(harness, token)
+    item = await new_item(harness, token)
     response = await harness.call(
         "PATCH", f"{ITEMS}/{item['id']}", role="editor", json={"status": "published"}
     )
@@ -64,7 +44,7 @@ async def test_a_status_change_by_someone_else_notifies_the_author(harness: Harn
 
 async def test_changing_ones_own_items_status_notifies_nobody(harness: Harness) -> None:
     editor_id, token = await new_user(harness, "editor")
-    item = await _item(harness, token)
+    item = await new_item(harness, token)
     response = await harness.call(
         "PATCH", f"{ITEMS}/{item['id']}", token=token, json={"status": "published"}
     )
@@ -82,7 +62,7 @@ async def test_a_new_mention_notifies_readers_once_and_never_the_writer(harness:
         ]["username"]
         for uid in (writer_id, reader_id, outsider_id)
     }
-    item = await _item(harness, token)
+    item = await new_item(harness, token)
     text = f"Ping @{names[reader_id]}, @{names[outsider_id]} and me @{names[writer_id]}."
     for body_text in (text, text + " Again.", text + " Again and again."):
         response = await harness.call(
@@ -101,7 +81,7 @@ async def test_a_mention_removed_and_added_again_is_a_new_mention(harness: Harne
     name = (await body(await harness.call("GET", f"/api/v1/users/{reader_id}", role="admin"), 200))[
         "data"
     ]["username"]
-    item = await _item(harness, token)
+    item = await new_item(harness, token)
     for text in (f"cc @{name}", "nobody", f"cc @{name} again"):
         response = await harness.call(
             "PATCH", f"{ITEMS}/{item['id']}", token=token, json={"body": text}
@@ -118,7 +98,7 @@ async def test_a_mention_typed_live_notifies_once_stored_but_not_its_typist(
     name = (await body(await harness.call("GET", f"/api/v1/users/{reader_id}", role="admin"), 200))[
         "data"
     ]["username"]
-    item = await _item(harness, token, text="")
+    item = await new_item(harness, token, text="")
     document = f"/api/v1/documents/content:{item['id']}"
     response = await harness.call("GET", f"{document}/state", token=token)
     doc: Doc = Doc()

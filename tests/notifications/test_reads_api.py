@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.notifications import NotificationCategory, ReadReceipt
 from realtime_cms.notifications import reads

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.errors import Forbidden, Unprocessable
 from realtime_cms.mail import LogMailSender

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.auth import Permission, Role, RolePermission
 from realtime_cms.rbac.catalog import DEFAULT_ROLES, PERMISSIONS

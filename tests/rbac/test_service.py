@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import keys
 from handlers.roles import PERMISSION_LISTING, ROLE_LISTING
-from realtime_cms import keys
 from realtime_cms.db import transaction
 from realtime_cms.errors import Forbidden
 from realtime_cms.listing import parse_listing

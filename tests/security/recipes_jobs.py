@@ -1,4 +1,4 @@
-"""Recipes of the background-work operations: jobs, job types, queues, worker processes.
+"""Recipes of the background-work operations: jobs, batches, job types, queues, workers.
 
 Importing this module registers them in `tests.security.recipes.RECIPES`. Jobs are made on a
 queue no worker takes, so each stays in the state its call needs.
@@ -9,7 +9,11 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+from handlers import keys
 from handlers.jobs import runtime_of
+from realtime_cms.db import transaction
+from realtime_cms.jobs.batches import create_batch
+from realtime_cms.jobs.maintenance import PRUNE
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.workers import WorkerJob
 from tests.security.principals import Who
@@ -33,7 +37,7 @@ async def a_job(world: World, status: str) -> str:
     return job.id
 
 
-@recipe("list_jobs", "list_job_types", "queue_depth", "list_workers")
+@recipe("list_jobs", "list_job_types", "queue_depth", "list_workers", "list_batches")
 async def no_inputs(world: World, who: Who) -> Request:
     return Request()
 
@@ -64,3 +68,15 @@ async def worker_process(world: World, who: Who) -> Request:
     worker = runtime_of(world.harness.app).worker
     assert worker is not None
     return Request({"process_id": worker.process_id})
+
+
+@recipe("create_batch")
+async def new_batch(world: World, who: Who) -> Request:
+    return Request(json={"type": "jobs.prune", "items": [{}], "queue": "matrix-idle"})
+
+
+@recipe("get_batch", "list_batch_items")
+async def a_batch(world: World, who: Who) -> Request:
+    async with transaction(world.harness.app[keys.SESSIONS]) as db:
+        batch_id = await create_batch(db, PRUNE, [{}], queue="matrix-idle")
+    return Request({"batch_id": batch_id})

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import pycrdt
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.auth import ApiToken, EmailVerificationToken, User, UserRole
 from realtime_cms.models.base import Base, utcnow

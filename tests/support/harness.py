@@ -12,8 +12,8 @@ from aiohttp import ClientResponse, DummyCookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 
 import realtime_cms.models  # noqa: F401  (registers every table)
+from handlers import keys
 from handlers.app import create_app
-from realtime_cms import keys
 from realtime_cms.config import Settings
 from realtime_cms.db import create_engine, session_factory, transaction
 from realtime_cms.models.auth import User, UserRole

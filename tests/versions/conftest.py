@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.content.binding import ContentState
 from realtime_cms.db import transaction
 from realtime_cms.models.content import ContentItem, ContentType, CustomField

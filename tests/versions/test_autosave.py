@@ -11,7 +11,7 @@ from typing import cast
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.collab.peer import Peer
 from realtime_cms.db import transaction
 from realtime_cms.jobs import processes

@@ -14,8 +14,7 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handlers.app import RUNTIME
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.content.binding import ContentState
 from realtime_cms.db import transaction
 from realtime_cms.jobs.catalog import build_registry, schedules
@@ -190,7 +189,7 @@ async def test_the_fan_out_carries_on_in_chunks_until_every_item_is_pruned(
 ) -> None:
     monkeypatch.setattr(jobs, "FAN_OUT", 2)
     items = [await _aged_item(harness, world, autosaves=1, days=60) for _ in range(5)]
-    runtime = harness.app[RUNTIME]
+    runtime = harness.app[keys.RUNTIME]
     async with transaction(harness.app[keys.SESSIONS]) as db:
         output = await jobs.RETENTION.run(job_context(db, jobs.RETENTION, runtime), {})
     assert output is not None and "carrying on after item" in output

@@ -7,7 +7,7 @@ import random
 
 import sqlalchemy as sa
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.content.binding import ContentState
 from realtime_cms.db import transaction
 from realtime_cms.models.versions import Version, VersionContent, VersionMetadata

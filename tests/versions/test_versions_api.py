@@ -9,7 +9,7 @@ import pycrdt
 import sqlalchemy as sa
 from aiohttp import ClientResponse
 
-from realtime_cms import keys
+from handlers import keys
 from realtime_cms.client import CollabClient, CollabError
 from realtime_cms.content.binding import ContentState
 from realtime_cms.db import transaction

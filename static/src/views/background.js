@@ -1,15 +1,20 @@
-// "Background work": queue depth, failed, running and queued jobs (retry, cancel, discard)
-// and the worker processes' health, kept live by the `jobs` pushes of `/notifications`.
+// "Background work": queue depth, failed, running and queued jobs (retry, cancel, discard),
+// batches with their progress, the worker processes' health and the open heartbeat alerts
+// (suppress, unsuppress), kept live by the `jobs`, `batches` and `alerts` pushes of
+// `/notifications`.
 //
 // The pushes carry queue depth and which jobs changed; the lists are read again over REST
 // (at most once a second) when jobs changed, and after every reconnect, so a push lost while
-// offline costs nothing. Worker heartbeats are not pushed: the workers are read every 5 s.
+// offline costs nothing. A batch push updates its row in place. Worker heartbeats are not
+// pushed: the workers (and alerts, for users who see workers but not jobs) are read every 5 s.
 import { io } from 'socket.io-client'
 import { api, describe, query } from '../api.js'
 import { h, replace, when } from '../dom.js'
 
 const REFRESH_GAP_MS = 1000
 const WORKERS_EVERY_MS = 5000
+const ALERTS_GAP_MS = 250
+const BATCHES_QUERY = { sort: '-created_at', limit: 20 }
 const LISTS = [
   { key: 'failed', title: 'Failed jobs', empty: 'No failed jobs.', params: { 'filter[status]': 'failed', sort: '-completed_at', limit: 50 } },
   { key: 'running', title: 'Running', empty: 'Nothing running.', params: { 'filter[status]': 'processing', sort: 'started_at', limit: 50 } },
@@ -27,14 +32,28 @@ function age (iso) {
   return iso ? (Date.now() - new Date(iso).getTime()) / 1000 : null
 }
 
+// `fn` run once at most every `gapMs`, however often it is asked for.
+function throttled (fn, gapMs) {
+  let timer = null
+  return () => {
+    if (!timer) timer = setTimeout(() => { timer = null; fn() }, gapMs)
+  }
+}
+
 export function backgroundPage (main, { me }) {
   const can = (permission) => me.permissions.includes(permission)
   const manage = can('jobs.manage')
+  const manageWorkers = can('workers.manage')
   const connection = h('span', { class: 'connection', 'data-state': 'connecting' }, 'connecting')
   const error = h('p', { class: 'error', role: 'alert', hidden: true })
   const queues = h('tbody')
   const lists = Object.fromEntries(LISTS.map((list) => [list.key, h('ul', { class: 'jobs', id: `jobs-${list.key}`, 'aria-label': list.title })]))
   const workers = h('tbody')
+  const alerts = h('tbody')
+  const batches = h('ul', { class: 'jobs', id: 'batches', 'aria-label': 'Batches' })
+  // Shown once the batches API answered: a server without it (404) has no such section.
+  const batchesCard = h('section', { class: 'card work', hidden: true }, h('h2', {}, 'Batches'), batches)
+  let batchesAvailable = can('jobs.view')
   let refreshTimer = null
   let refreshing = false
   let again = null
@@ -57,12 +76,20 @@ export function backgroundPage (main, { me }) {
           queues)),
       ),
       ...LISTS.map((list) => h('section', { class: 'card work' }, h('h2', {}, list.title), lists[list.key])),
+      batchesCard,
     ] : null,
     can('workers.view') ? h('section', { class: 'card work' },
       h('h2', {}, 'Workers'),
       h('div', { class: 'scroll' }, h('table', { class: 'grid', id: 'workers' },
         h('thead', {}, h('tr', {}, ['Process', 'Status', 'Heartbeat', 'Workload', 'Memory', 'Health', 'Failures'].map((t) => h('th', { scope: 'col' }, t)))),
         workers)),
+    ) : null,
+    can('workers.view') ? h('section', { class: 'card work' },
+      h('h2', {}, 'Open alerts'),
+      h('p', { class: 'muted' }, 'Worker processes gone silent. Suppressing an alert acknowledges it: nobody is notified of it again, its escalation is still recorded.'),
+      h('div', { class: 'scroll' }, h('table', { class: 'grid', id: 'alerts' },
+        h('thead', {}, h('tr', {}, ['Worker', 'Level', 'Silent since', 'Failures', 'State', manageWorkers ? 'Action' : null].filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
+        alerts)),
     ) : null,
   )
 
@@ -146,6 +173,92 @@ export function backgroundPage (main, { me }) {
     )) : h('tr', {}, h('td', { colspan: 7, class: 'muted' }, 'No worker process is running.')))
   }
 
+  function alertRow (alert) {
+    const worker = `${alert.hostname || '?'}:${alert.pid ?? '?'}`
+    const state = alert.is_suppressed ? 'suppressed' : 'notifying'
+    return h('tr', { dataset: { id: String(alert.id), worker: alert.worker_id, suppressed: String(alert.is_suppressed) } },
+      h('th', { scope: 'row' }, worker),
+      h('td', { class: 'level' }, `level ${Math.max((alert.next_alert_level ?? 1) - 1, 1)}`),
+      h('td', {}, alert.last_heartbeat ? `${when(alert.last_heartbeat)} (${seconds(age(alert.last_heartbeat))})` : '—'),
+      h('td', { class: 'failures' }, String(alert.failure_count ?? 0)),
+      h('td', {}, h('span', { class: `status state ${alert.is_suppressed ? 'status-cancelled' : 'status-failed'}` }, state)),
+      manageWorkers ? h('td', {}, h('button', {
+        type: 'button',
+        class: 'secondary',
+        dataset: { action: alert.is_suppressed ? 'unsuppress' : 'suppress' },
+        'aria-label': `${alert.is_suppressed ? 'Unsuppress' : 'Suppress'} the alert of worker ${worker}`,
+        onclick: async (event) => {
+          event.currentTarget.disabled = true
+          error.hidden = true
+          try {
+            await api.patch(`/api/v1/alerts/${alert.id}`, { suppressed: !alert.is_suppressed })
+          } catch (e) {
+            fail(e)
+          }
+          refreshAlerts()
+        },
+      }, alert.is_suppressed ? 'Unsuppress' : 'Suppress')) : null,
+    )
+  }
+
+  async function loadAlerts () {
+    if (destroyed || !can('workers.view')) return
+    const page = await api.get(`/api/v1/alerts${query({ limit: 50 })}`)
+    replace(alerts, page.data.length ? page.data.map(alertRow) : h('tr', {}, h('td', { colspan: manageWorkers ? 6 : 5, class: 'muted' }, 'No open alerts.')))
+  }
+  const refreshAlerts = throttled(() => loadAlerts().catch(fail), ALERTS_GAP_MS)
+
+  function progress (batch) {
+    const ended = batch.completed + batch.failed
+    return [
+      h('progress', { max: String(Math.max(batch.total, 1)), value: String(ended), 'aria-label': `batch ${batch.id} progress` }),
+      ' ',
+      h('span', { class: 'muted counts' }, `${batch.completed} done, ${batch.failed} failed, ${batch.total - ended} pending of ${batch.total}`),
+    ]
+  }
+
+  function batchRow (batch) {
+    return h('li', { class: 'job batch', dataset: { id: String(batch.id), status: batch.status } },
+      h('div', { class: 'job-head' },
+        h('strong', {}, batch.type),
+        h('span', { class: `status status-${batch.status}` }, batch.status),
+        h('span', { class: 'muted' }, `created ${when(batch.created_at)}`),
+      ),
+      h('div', { class: 'batch-progress' }, progress(batch)),
+    )
+  }
+
+  async function loadBatches () {
+    if (destroyed || !batchesAvailable) return
+    let page
+    try {
+      page = await api.get(`/api/v1/batches${query(BATCHES_QUERY)}`)
+    } catch (e) {
+      if (e.status !== 404 && e.status !== 403) throw e
+      batchesAvailable = false
+      batchesCard.hidden = true
+      return
+    }
+    replace(batches, page.data.length ? page.data.map(batchRow) : h('li', { class: 'muted empty' }, 'No batches.'))
+    batchesCard.hidden = false
+  }
+  const refreshBatches = throttled(() => loadBatches().catch(fail), REFRESH_GAP_MS)
+
+  // A pushed batch: its row updated in place; a batch not shown yet reads the list again.
+  function batchPushed (pushed) {
+    if (!batchesAvailable) return
+    const row = batches.querySelector(`li.batch[data-id="${pushed.id}"]`)
+    if (!row) {
+      refreshBatches()
+      return
+    }
+    row.dataset.status = pushed.status
+    const badge = row.querySelector('.status')
+    badge.className = `status status-${pushed.status}`
+    badge.textContent = pushed.status
+    replace(row.querySelector('.batch-progress'), progress(pushed))
+  }
+
   // Reads queues and lists again: at once with `now`, else at most once per REFRESH_GAP_MS.
   // A call while a read is under way is kept for right after it.
   function refresh (now = false) {
@@ -164,7 +277,7 @@ export function backgroundPage (main, { me }) {
     lastRefresh = Date.now()
     refreshing = true
     try {
-      await Promise.all([api.get('/api/v1/queues').then((page) => renderQueues(page.data)), loadLists()])
+      await Promise.all([api.get('/api/v1/queues').then((page) => renderQueues(page.data)), loadLists(), loadBatches()])
     } catch (e) {
       fail(e)
     } finally {
@@ -177,16 +290,19 @@ export function backgroundPage (main, { me }) {
 
   const socket = io('/notifications', { path: '/socket.io/', transports: ['websocket'] })
   const setState = (state, text) => { connection.dataset.state = state; connection.textContent = text }
-  socket.on('connect', () => { setState('connected', 'live'); refresh(true) })
+  socket.on('connect', () => { setState('connected', 'live'); refresh(true); refreshAlerts() })
   socket.on('disconnect', () => setState('reconnecting', 'reconnecting'))
   socket.on('connect_error', () => setState('reconnecting', 'reconnecting'))
   socket.on('jobs', (push) => {
     if (push.queues) renderQueues(push.queues)
     if (push.changes.length || push.more) refresh()
   })
+  socket.on('batches', (push) => push.batches.forEach(batchPushed))
+  socket.on('alerts', () => refreshAlerts())
 
-  const workersTimer = setInterval(() => loadWorkers().catch(fail), WORKERS_EVERY_MS)
+  const workersTimer = setInterval(() => Promise.all([loadWorkers(), loadAlerts()]).catch(fail), WORKERS_EVERY_MS)
   loadWorkers().catch(fail)
+  loadAlerts().catch(fail)
   refresh(true)
 
   return {

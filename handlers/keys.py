@@ -18,9 +18,12 @@ from realtime_cms.mail import MailSender
 from realtime_cms.notifications.hub import NotificationHub
 from realtime_cms.notifications.service import Dispatcher
 from realtime_cms.ratelimit import RateLimiter
+from realtime_cms.runtime import Runtime
 from realtime_cms.security.passwords import Passwords
 from realtime_cms.versions.autosave import Autosave
 
+# The core, assembled (realtime_cms/runtime.py); the keys below publish its parts.
+RUNTIME = web.AppKey("runtime", Runtime)
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS = web.AppKey("sessions", SessionFactory)

@@ -1,0 +1,99 @@
+"""How notifications follow other domains' events: rows in their transaction, pushes after it.
+
+The in-transaction subscribers (wired in `realtime_cms.subscriptions`) turn a content status
+change, a mention and a document grant into notifications with the producers, so a
+notification exists iff the change commits. `LivePushes` subscribes to the process' event
+bus and pushes every committed `NotificationsCreated` live, whoever notified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from realtime_cms.content.events import ContentStatusChanged, Mentioned
+from realtime_cms.documents.events import DocumentGranted
+from realtime_cms.events import EventBus
+from realtime_cms.notifications import producers
+from realtime_cms.notifications.service import Dispatcher, NotificationsCreated, NotifyResult
+
+logger = logging.getLogger(__name__)
+
+
+async def status_changed(db: AsyncSession, event: ContentStatusChanged) -> None:
+    """The item's author hears of it (unless they made the change)."""
+    await producers.status_changed(
+        db,
+        event.actor,
+        author_id=event.author_id,
+        title=event.title,
+        old=event.old,
+        new=event.new,
+    )
+
+
+async def mentioned(db: AsyncSession, event: Mentioned) -> None:
+    """The mentioned users who can read the item hear of it (not its editors)."""
+    await producers.mentioned(
+        db,
+        item_id=event.item_id,
+        title=event.title,
+        usernames=event.usernames,
+        authors=event.editors,
+    )
+
+
+async def document_granted(db: AsyncSession, event: DocumentGranted) -> None:
+    """The grantee hears of it (unless they granted it themselves)."""
+    await producers.document_granted(
+        db, event.actor, document_id=event.document_id, user_id=event.user_id, level=event.level
+    )
+
+
+class LivePushes:
+    """Pushes committed notifications live, in commit order, from one task of its own (a bus
+    subscriber must not block the commit). Use as `async with`; starts once. Pushes still
+    queued when it stops are dropped: clients catch up from the database."""
+
+    def __init__(self, bus: EventBus, dispatcher: Dispatcher) -> None:
+        self._bus = bus
+        self._dispatcher = dispatcher
+        self._queue: asyncio.Queue[NotifyResult] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError("LivePushes starts only once")
+        self._unsubscribe = self._bus.subscribe(NotificationsCreated, self._committed)
+        self._task = asyncio.create_task(self._run(), name="notification-pushes")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def _committed(self, event: NotificationsCreated) -> None:
+        if event.result.deliveries or event.result.counts:
+            self._queue.put_nowait(event.result)
+
+    async def _run(self) -> None:
+        while True:
+            result = await self._queue.get()
+            try:
+                await self._dispatcher.deliver(result)
+            except Exception:
+                logger.exception("pushing %s notifications failed", len(result.deliveries))

@@ -21,6 +21,7 @@ from realtime_cms.audit import record
 from realtime_cms.db import SessionFactory
 from realtime_cms.errors import Conflict, NotFound, Unprocessable
 from realtime_cms.events import EventBus, emit
+from realtime_cms.jobs.batches import ItemEnded, items_ended
 from realtime_cms.jobs.events import DISCARDED, JobChanged, JobFeed
 from realtime_cms.jobs.leases import LIVE_PROCESS
 from realtime_cms.jobs.queue import JobsEnqueued, enqueue
@@ -200,6 +201,10 @@ async def cancel_job(
         if job.status == "processing":
             raise Conflict("The job is running and cannot be cancelled", code="job_running")
         raise Conflict(f"The job already ended ({job.status})", code="job_ended")
+    if job.batch_job_id is not None:
+        # A cancelled item ends as failed: its batch still ends, and its callback fires.
+        ended = ItemEnded(job.batch_job_id, job.id, "failed", {"error": "cancelled"})
+        await items_ended(db, [ended], utcnow())
     await _changed(db, principal, job, "job.cancel", "cancelled")
     return detail(job, registry)
 

@@ -12,12 +12,14 @@ import pytest
 import sqlalchemy as sa
 
 from realtime_cms.errors import Unprocessable
-from realtime_cms.jobs import leases, processes
+from realtime_cms.jobs import leases, processes, service
 from realtime_cms.jobs.batch_feed import BatchChanged
 from realtime_cms.jobs.batches import Callback, create_batch
+from realtime_cms.jobs.registry import Registry
 from realtime_cms.jobs.worker import JobWorker
 from realtime_cms.models.base import utcnow
 from realtime_cms.models.workers import BatchJob, BatchJobItem, WorkerJob
+from realtime_cms.principal import system
 from tests.jobs import probe
 from tests.jobs.conftest import JobDb
 from tests.jobs.test_worker import _worker
@@ -225,3 +227,20 @@ async def test_invalid_items_are_refused_naming_their_index_and_field(fresh: Job
     assert await _refused(fresh, []) == ["items"]
     async with fresh.sessions() as db:
         assert await db.scalar(sa.select(sa.func.count()).select_from(WorkerJob)) == 0
+
+
+async def test_a_cancelled_item_counts_as_failed_and_its_batch_still_ends(fresh: JobDb) -> None:
+    batch_id = await _batch(fresh, _inserts("kept-1", "cancelled-1"), "after-cancel")
+    [_, cancelled] = await _items(fresh, batch_id)
+    admin = system(frozenset({"jobs.manage"}))
+    async with fresh.sessions() as db, db.begin():
+        await service.cancel_job(db, admin, Registry(), cancelled.item_id)
+    assert _counts(await _read(fresh, batch_id))[1:] == (2, 0, 1)
+    async with _workers(fresh, 1):
+        await settle_jobs(fresh.sessions, ["probe.insert"])
+    assert _counts(await _read(fresh, batch_id)) == ("failed", 2, 1, 1)
+    [item_kept, item_cancelled] = await _items(fresh, batch_id)
+    assert (item_kept.status, item_cancelled.status) == ("completed", "failed")
+    assert item_cancelled.result == {"error": "cancelled"}
+    assert len(await _callback_jobs(fresh, "after-cancel")) == 1
+    assert await _effects(fresh) == ["after-cancel", "kept-1"]

@@ -1,37 +1,43 @@
-"""Periodic background work of a process: one task, started and stopped with `async with`."""
+"""Background work of a process: one task each, started and stopped with `async with`.
+
+`BackgroundTask` is the lifecycle (starts once; leaving the block cancels the task and waits
+for it); `PeriodicTask` runs a round every interval; `EventTask` is fed by the committed
+domain events of one kind (its `_changed` runs after the commit and must not block: it
+records, and the task does the slow part, such as a push).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
+
+from realtime_cms.events import Event, EventBus
 
 logger = logging.getLogger(__name__)
 
+E = TypeVar("E", bound=Event)
 
-class PeriodicTask(ABC):
-    """Runs `run_once` every `interval_seconds` until the `async with` block ends.
 
-    A failing round is logged and the next one runs as planned: one bad round must not stop
-    the work for the life of the process. Starts once.
-    """
+class BackgroundTask(ABC):
+    """One task of this process for the life of an `async with` block. Starts once."""
 
-    name = "periodic-task"
+    name = "background-task"
 
-    def __init__(self, *, interval_seconds: float) -> None:
-        self.interval_seconds = interval_seconds
+    def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
     @abstractmethod
-    async def run_once(self) -> None:
-        """One round of the work."""
+    async def _run(self) -> None:
+        """The task's work, until it is cancelled."""
 
     async def __aenter__(self) -> Self:
         if self._task is not None:
             raise RuntimeError(f"{self.name} starts only once")
-        self._task = asyncio.create_task(self._run_forever(), name=self.name)
+        self._task = asyncio.create_task(self._run(), name=self.name)
         return self
 
     async def __aexit__(
@@ -44,10 +50,58 @@ class PeriodicTask(ABC):
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _run_forever(self) -> None:
+
+class PeriodicTask(BackgroundTask):
+    """Runs `run_once` every `interval_seconds` until the `async with` block ends.
+
+    A failing round is logged and the next one runs as planned: one bad round must not stop
+    the work for the life of the process.
+    """
+
+    name = "periodic-task"
+
+    def __init__(self, *, interval_seconds: float) -> None:
+        super().__init__()
+        self.interval_seconds = interval_seconds
+
+    @abstractmethod
+    async def run_once(self) -> None:
+        """One round of the work."""
+
+    async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval_seconds)
             try:
                 await self.run_once()
             except Exception:
                 logger.exception("%s: a round failed", self.name)
+
+
+class EventTask(BackgroundTask, Generic[E]):
+    """A task fed by the committed events of `kind` from `bus` (subscribed while it runs)."""
+
+    def __init__(self, bus: EventBus, kind: type[E]) -> None:
+        super().__init__()
+        self._bus = bus
+        self._kind = kind
+        self._unsubscribe: Callable[[], None] | None = None
+
+    @abstractmethod
+    def _changed(self, event: E) -> None:
+        """After a commit: record the event (cheap, never blocking)."""
+
+    async def __aenter__(self) -> Self:
+        if self._task is None:  # (a second start is refused by the base)
+            self._unsubscribe = self._bus.subscribe(self._kind, self._changed)
+        return await super().__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        await super().__aexit__(exc_type, exc, tb)

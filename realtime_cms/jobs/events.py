@@ -18,9 +18,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
+from realtime_cms.background import EventTask
 from realtime_cms.events import Event, EventBus
 from realtime_cms.notifications.hub import NAMESPACE
 
@@ -52,8 +52,10 @@ class JobChanged(Event):
         return {"id": self.job_id, "status": self.status, "type": self.type, "queue": self.queue}
 
 
-class JobFeed:
+class JobFeed(EventTask[JobChanged]):
     """Coalesces committed `JobChanged` events into pushes to the room `jobs`."""
+
+    name = "jobs-feed"
 
     def __init__(
         self,
@@ -64,7 +66,7 @@ class JobFeed:
         interval: float = INTERVAL_SECONDS,
         max_changes: int = MAX_CHANGES,
     ) -> None:
-        self._bus = bus
+        super().__init__(bus, JobChanged)
         self._emitter = emitter
         self._snapshot = snapshot
         self._interval = interval
@@ -74,28 +76,7 @@ class JobFeed:
         self._other: dict[str, JobChanged] = {}
         self._more = 0
         self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Callable[[], None] | None = None
         self.pushed = 0
-
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("a JobFeed starts only once")
-        self._unsubscribe = self._bus.subscribe(JobChanged, self._changed)
-        self._task = asyncio.create_task(self._run(), name="jobs-feed")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     def _changed(self, event: JobChanged) -> None:
         """After a commit: remember the change (cheap; the push happens in the task)."""

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from abc import ABC, abstractmethod
+from collections.abc import Hashable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from realtime_cms.background import EventTask
 from realtime_cms.events import Event, EventBus
 from realtime_cms.jobs.events import INTERVAL_SECONDS, ROOM
 from realtime_cms.notifications.hub import NAMESPACE
@@ -29,21 +30,23 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class Pushed(Event):
+class Pushed(Event, ABC):
     """Base of the events a feed pushes: identified by `key`, rendered by `as_json`."""
 
     @property
+    @abstractmethod
     def key(self) -> Hashable:
-        raise NotImplementedError
+        """Which item the event is about (its latest state replaces the earlier ones)."""
 
+    @abstractmethod
     def as_json(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """The item as pushed."""
 
 
 P = TypeVar("P", bound=Pushed)
 
 
-class CoalescedFeed(Generic[P]):
+class CoalescedFeed(EventTask[P]):
     """Pushes committed events of `kind` to the room `jobs` as event `name`, coalesced."""
 
     def __init__(
@@ -55,32 +58,12 @@ class CoalescedFeed(Generic[P]):
         *,
         interval: float = INTERVAL_SECONDS,
     ) -> None:
-        self._bus, self._emitter, self._kind, self.name = bus, emitter, kind, name
+        super().__init__(bus, kind)
+        self._emitter, self.name = emitter, name
         self._interval = interval
         self._latest: dict[Hashable, dict[str, Any]] = {}
         self._dirty = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Callable[[], None] | None = None
         self.pushed = 0
-
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError(f"the {self.name} feed starts only once")
-        self._unsubscribe = self._bus.subscribe(self._kind, self._changed)
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-feed")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     def _changed(self, event: P) -> None:
         """After a commit: keep the item's latest state (the push happens in the task)."""

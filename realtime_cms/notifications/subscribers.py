@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.background import EventTask
 from realtime_cms.content.events import ContentStatusChanged, Mentioned
 from realtime_cms.documents.events import DocumentGranted
 from realtime_cms.events import EventBus
@@ -55,38 +53,19 @@ async def document_granted(db: AsyncSession, event: DocumentGranted) -> None:
     )
 
 
-class LivePushes:
+class LivePushes(EventTask[NotificationsCreated]):
     """Pushes committed notifications live, in commit order, from one task of its own (a bus
     subscriber must not block the commit). Use as `async with`; starts once. Pushes still
     queued when it stops are dropped: clients catch up from the database."""
 
+    name = "notification-pushes"
+
     def __init__(self, bus: EventBus, dispatcher: Dispatcher) -> None:
-        self._bus = bus
+        super().__init__(bus, NotificationsCreated)
         self._dispatcher = dispatcher
         self._queue: asyncio.Queue[NotifyResult] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        self._unsubscribe: Callable[[], None] | None = None
 
-    async def __aenter__(self) -> Self:
-        if self._task is not None:
-            raise RuntimeError("LivePushes starts only once")
-        self._unsubscribe = self._bus.subscribe(NotificationsCreated, self._committed)
-        self._task = asyncio.create_task(self._run(), name="notification-pushes")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    def _committed(self, event: NotificationsCreated) -> None:
+    def _changed(self, event: NotificationsCreated) -> None:
         if event.result.deliveries or event.result.counts:
             self._queue.put_nowait(event.result)
 

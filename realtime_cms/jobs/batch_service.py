@@ -7,17 +7,15 @@ its callback type must be operator types, as `POST /api/v1/jobs` requires.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.audit import record
-from realtime_cms.errors import NotFound, Unprocessable
+from realtime_cms.errors import NotFound
 from realtime_cms.jobs.batches import Callback, create_batch
-from realtime_cms.jobs.registry import JobType, Registry
+from realtime_cms.jobs.registry import Registry
 from realtime_cms.jobs.schemas import BatchCallbackOut, BatchCreate, BatchItemOut, BatchOut
-from realtime_cms.jobs.service import MANAGE, VIEW
+from realtime_cms.jobs.service import MANAGE, VIEW, operator_type
 from realtime_cms.listing import ListQuery, Page
 from realtime_cms.models.workers import BatchJob, BatchJobItem
 from realtime_cms.principal import Principal
@@ -83,34 +81,16 @@ async def list_items(
     return Page(items=items, total=page.total, limit=page.limit, offset=page.offset)
 
 
-def _operator_type(registry: Registry, name: str, field: str) -> JobType[Any]:
-    """The operator job type `name`, or Unprocessable naming `field`."""
-    if name not in registry:
-        raise Unprocessable(
-            f"No job type {name!r}",
-            code="unknown_job_type",
-            errors=[{"field": field, "message": "not a registered job type"}],
-        )
-    job_type = registry.get(name)
-    if not job_type.operator:
-        raise Unprocessable(
-            f"Job type {name} is not one operators enqueue",
-            code="job_type_not_operator",
-            errors=[{"field": field, "message": "not an operator job type"}],
-        )
-    return job_type
-
-
 async def create(
     db: AsyncSession, principal: Principal, registry: Registry, body: BatchCreate
 ) -> BatchOut:
     """Queue a batch of an operator job type (422 naming `type`, `callback.type`,
     `items.<index>.<field>` or `callback.payload.<field>` for what is refused)."""
     authorize(principal, MANAGE)
-    job_type = _operator_type(registry, body.type, "type")
+    job_type = operator_type(registry, body.type, "type")
     callback = None
     if body.callback is not None:
-        then = _operator_type(registry, body.callback.type, "callback.type")
+        then = operator_type(registry, body.callback.type, "callback.type")
         callback = Callback(then, body.callback.payload)
     batch_id = await create_batch(
         db, job_type, body.items, callback=callback, queue=body.queue, priority=body.priority

@@ -114,13 +114,14 @@ class Registry:
         self._types[job_type.name] = job_type
         return job_type
 
-    def get(self, name: str) -> JobType[Any]:
+    def get(self, name: str, *, field: str = "type") -> JobType[Any]:
+        """The job type `name`, or Unprocessable naming `field` (where the name came from)."""
         found = self._types.get(name)
         if found is None:
             raise Unprocessable(
                 f"No job type {name!r}",
                 code="unknown_job_type",
-                errors=[{"field": "type", "message": "not a registered job type"}],
+                errors=[{"field": field, "message": "not a registered job type"}],
             )
         return found
 

@@ -120,19 +120,25 @@ def _run_at(value: datetime | None, now: datetime) -> datetime | None:
     return max(value, now)
 
 
+def operator_type(registry: Registry, name: str, field: str = "type") -> JobType[Any]:
+    """The job type `name` if operators may enqueue it, or Unprocessable naming `field`."""
+    job_type = registry.get(name, field=field)
+    if not job_type.operator:
+        raise Unprocessable(
+            f"Job type {name} is not one operators enqueue",
+            code="job_type_not_operator",
+            errors=[{"field": field, "message": "not an operator job type"}],
+        )
+    return job_type
+
+
 async def enqueue_job(
     db: AsyncSession, principal: Principal, registry: Registry, body: JobEnqueue
 ) -> JobDetailOut:
     """Queue a job of an operator job type (422 naming `type` for any other, `payload.<field>`
     for a payload its model refuses; 409 `job_duplicate` when the dedupe key is taken)."""
     authorize(principal, MANAGE)
-    job_type = registry.get(body.type)
-    if not job_type.operator:
-        raise Unprocessable(
-            f"Job type {job_type.name} is not one operators enqueue",
-            code="job_type_not_operator",
-            errors=[{"field": "type", "message": "not an operator job type"}],
-        )
+    job_type = operator_type(registry, body.type)
     job_id = await enqueue(
         db,
         job_type,

@@ -76,6 +76,11 @@ def _signed_in(call: Call, result: SignIn) -> LoginOut:
     )
 
 
+def _clear_cookies(response: web.StreamResponse) -> None:
+    response.del_cookie(SESSION_COOKIE, path="/")
+    response.del_cookie(REMEMBER_COOKIE, path=REMEMBER_PATH)
+
+
 def _origin(call: Call) -> str:
     return recovery.link_base(
         call.app[keys.SETTINGS], f"{call.request.scheme}://{call.request.host}"
@@ -107,12 +112,15 @@ async def logout(call: Call) -> None:
     await signin.logout(
         call.db, call.principal, remember_token=call.request.cookies.get(REMEMBER_COOKIE)
     )
+    call.after.append(_clear_cookies)
 
-    def clear_cookies(response: web.StreamResponse) -> None:
-        response.del_cookie(SESSION_COOKIE, path="/")
-        response.del_cookie(REMEMBER_COOKIE, path=REMEMBER_PATH)
 
-    call.after.append(clear_cookies)
+@routes.post("/api/v1/auth/logout-everywhere", "Sign out everywhere")
+async def logout_everywhere(call: Call) -> None:
+    """End every session and remember-me token of yours, this one included, revoke your API
+    tokens and clear the cookies; your live connections close at once."""
+    await signin.logout_everywhere(call.db, call.principal)
+    call.after.append(_clear_cookies)
 
 
 @routes.get("/api/v1/auth/me", "Who am I", response=MeOut)

@@ -9,10 +9,10 @@
 Local changes are sent as they happen and acknowledged by the server once committed;
 `flush()` waits for every acknowledgement. Remote changes are applied as they arrive. When
 the server answers that a change is not saved yet (`store_unavailable`, `store_failed`,
-`too_many_pending`, `missing_dependencies`, `room_closed`), the document resyncs by itself
-(a `sync` round, sending what the server lacks) with backoff until it is saved, and when the
-server asks for what it lacks (its `sync` event), the document sends it: no change is
-stranded in the client.
+`too_many_pending`, `missing_dependencies`, `room_closed`, `rate_limited`), the document
+resyncs by itself (a `sync` round, sending what the server lacks) with backoff until it is
+saved, and when the server asks for what it lacks (its `sync` event), the document sends
+it: no change is stranded in the client.
 """
 
 from __future__ import annotations
@@ -32,10 +32,18 @@ NAMESPACE = "/collab"
 EMPTY_UPDATE = b"\x00\x00"
 # Codes that mean "not saved: keep the change and send it again" (docs/protocol.md).
 RESYNC_CODES = frozenset(
-    {"store_unavailable", "store_failed", "too_many_pending", "missing_dependencies", "room_closed"}
+    {
+        "store_unavailable",
+        "store_failed",
+        "too_many_pending",
+        "missing_dependencies",
+        "room_closed",
+        "rate_limited",
+    }
 )
 # Codes after which the document must be joined again before it can sync.
 _REJOIN_CODES = frozenset({"room_closed", "not_joined"})
+_RETRY_CODES = RESYNC_CODES | _REJOIN_CODES
 _MIN_BACKOFF, _MAX_BACKOFF = 0.2, 5.0
 
 
@@ -68,8 +76,12 @@ class ClientDocument:
         self._remote = False
         self._pending: set[asyncio.Task[None]] = set()
         self._resync: asyncio.Task[None] | None = None
+        # Refusals the document cannot get past by itself (`read_only`, `no_access`, ...).
         self.errors: list[CollabError] = []
-        # How many sync rounds the document ran to get refused changes saved.
+        # Answers that a change was not saved yet (`RESYNC_CODES`, or not seated any more):
+        # each one starts a resync, so none of them is an error.
+        self.refusals: list[CollabError] = []
+        # How many sync rounds (or joins) the document ran to get refused changes saved.
         self.resyncs = 0
         self.doc.observe(self._on_local_change)
 
@@ -88,7 +100,8 @@ class ClientDocument:
         try:
             await self.client.call("update", {"document": self.document_id, "update": update})
         except CollabError as exc:
-            if exc.code in RESYNC_CODES:
+            if exc.code in _RETRY_CODES:
+                self.refusals.append(exc)
                 self.resync(rejoin=exc.code in _REJOIN_CODES)
             else:
                 self.errors.append(exc)
@@ -107,35 +120,48 @@ class ClientDocument:
             self._track(self._send(missing))
 
     def resync(self, *, rejoin: bool = False) -> None:
-        """Sync with the server until what this client holds is saved (one round at a time)."""
+        """Sync with the server until what this client holds is saved (one resync at a time:
+        one already running goes on until nothing is left to send, later changes included)."""
         if self._resync is None or self._resync.done():
             self._resync = self._track(self._resync_until_saved(rejoin))
 
     async def _resync_until_saved(self, rejoin: bool) -> None:
+        """Sync rounds (after a join, with `rejoin`) until one finds nothing to send: the
+        server answers `sync` only once what it holds is in the log, so then all is saved.
+        A round that had something to send is followed by another one at once, which also
+        picks up changes refused while it ran."""
         delay = _MIN_BACKOFF
         while self.role is not None and self.client.sio.connected:
             self.resyncs += 1
             try:
-                await (self.client.join(self.document_id) if rejoin else self._sync_round())
-                return
+                if rejoin:
+                    await self.client.join(self.document_id)
+                    rejoin = False
+                elif not await self._sync_round():
+                    return
+                continue
             except CollabError as exc:
-                if exc.code not in RESYNC_CODES | _REJOIN_CODES:
+                if exc.code not in _RETRY_CODES:
                     self.errors.append(exc)
                     return
+                self.refusals.append(exc)
                 rejoin = exc.code in _REJOIN_CODES
             except (TimeoutError, socketio.exceptions.SocketIOError) as exc:
                 log.info("resync of %s failed (%r); retrying", self.document_id, exc)
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(2 * delay, _MAX_BACKOFF)
 
-    async def _sync_round(self) -> None:
-        """Get what this client lacks, then send what the server lacks and wait for its ack."""
+    async def _sync_round(self) -> bool:
+        """Get what this client lacks, then send what the server lacks and wait for its ack;
+        False when there was nothing to send."""
         payload = {"document": self.document_id, "state_vector": self.doc.get_state()}
         reply = await self.client.call("sync", payload)
         self.apply_remote(reply["update"])
         missing = self.doc.get_update(reply["state_vector"])
-        if self.role != "read" and missing != EMPTY_UPDATE:
-            await self.client.call("update", {"document": self.document_id, "update": missing})
+        if self.role == "read" or missing == EMPTY_UPDATE:
+            return False
+        await self.client.call("update", {"document": self.document_id, "update": missing})
+        return True
 
     def apply_remote(self, update: bytes) -> None:
         self._remote = True
@@ -145,7 +171,8 @@ class ClientDocument:
             self._remote = False
 
     async def flush(self) -> None:
-        """Wait until every local change sent so far is acknowledged (or refused)."""
+        """Wait until every local change sent so far is saved (acknowledged, or resynced
+        until saved), refused for good (`errors`), or the connection is gone."""
         while self._pending:
             await asyncio.gather(*list(self._pending))
 
@@ -230,7 +257,14 @@ class CollabClient:
         document.apply_remote(reply["update"])
         missing = document.doc.get_update(reply["state_vector"])
         if document.role != "read" and missing != EMPTY_UPDATE:
-            await self.call("update", {"document": document_id, "update": missing})
+            try:
+                await self.call("update", {"document": document_id, "update": missing})
+            except CollabError as exc:
+                # Seated, but what only this client has is not saved yet: resync it.
+                if exc.code not in _RETRY_CODES:
+                    raise
+                document.refusals.append(exc)
+                document.resync(rejoin=exc.code in _REJOIN_CODES)
         return document
 
     async def leave(self, document_id: str) -> None:

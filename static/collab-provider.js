@@ -49,7 +49,7 @@
  * `read_only`): make the editor read-only when role is 'read'. After a reconnect (which
  * socket.io-client does by itself) the document is joined again, exchanging what each side
  * is missing; so is it after `room_closed` or `not_joined`. After `store_unavailable`,
- * `store_failed`, `missing_dependencies` or `too_many_pending` the changes are kept and a
+ * `store_failed`, `missing_dependencies`, `too_many_pending` or `rate_limited` the changes are kept and a
  * `sync` round (what each side lacks) runs again, with backoff, until they are saved. When
  * the server holds one of our updates whose dependencies it lacks, it sends a `sync` event
  * with its state vector, and the provider answers with what it is missing.
@@ -59,7 +59,7 @@ const EVENTS = ['status', 'synced', 'pending', 'permission', 'error']
 // Codes after which the changes are not lost: joining again sends what the server lacks.
 const REJOIN_CODES = new Set(['timeout', 'disconnected', 'room_closed', 'not_joined'])
 // Codes after which the changes are kept and a `sync` round sends what the server lacks.
-const RESYNC_CODES = new Set(['store_unavailable', 'store_failed', 'missing_dependencies', 'too_many_pending'])
+const RESYNC_CODES = new Set(['store_unavailable', 'store_failed', 'missing_dependencies', 'too_many_pending', 'rate_limited'])
 const MIN_BACKOFF_MS = 200
 const MAX_BACKOFF_MS = 5000
 

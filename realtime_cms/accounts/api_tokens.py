@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.audit import record
 from realtime_cms.errors import Forbidden, Invalid, NotFound, Unauthorized
+from realtime_cms.events import AccessChanged, emit
 from realtime_cms.listing import ListQuery, Page
 from realtime_cms.models.auth import ApiToken
 from realtime_cms.models.base import utcnow
@@ -94,7 +95,7 @@ async def list_tokens(db: AsyncSession, principal: Principal, query: ListQuery) 
 
 async def revoke_token(db: AsyncSession, principal: Principal, token_id: int) -> None:
     """Revoke one's own token; holders of users.manage may revoke those of users holding
-    no permission they lack."""
+    no permission they lack. Live connections made with it end at once."""
     owner = _owner_id(principal)
     token = await db.get(ApiToken, token_id)
     if token is None or (token.user_id != owner and not is_allowed(principal, "users.manage")):
@@ -107,3 +108,4 @@ async def revoke_token(db: AsyncSession, principal: Principal, token_id: int) ->
         await record(
             db, principal, "api_token.revoke", "api_token", token.id, {"user_id": token.user_id}
         )
+        emit(db, AccessChanged(user_id=token.user_id))

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.accounts.guards import limit_key, login_key, throttle
 from realtime_cms.accounts.remember import SignIn, forget, sign_in
-from realtime_cms.accounts.sessions import revoke_session
+from realtime_cms.accounts.sessions import revoke_all, revoke_session
 from realtime_cms.audit import record
 from realtime_cms.config import Settings
 from realtime_cms.errors import Unauthorized
@@ -82,3 +82,13 @@ async def logout(db: AsyncSession, principal: Principal, *, remember_token: str 
     if remember_token and user_id is not None:
         await forget(db, remember_token, user_id)
     await record(db, principal, "auth.logout", "user", user_id)
+
+
+async def logout_everywhere(db: AsyncSession, principal: Principal) -> None:
+    """End every session and remember-me token of the caller, this one included, and revoke
+    their API tokens; their live connections on every process end at once."""
+    user_id = principal.user_id
+    if user_id is None:
+        raise Unauthorized("Sign in to continue")
+    await revoke_all(db, user_id)
+    await record(db, principal, "auth.logout_everywhere", "user", user_id)

@@ -8,6 +8,10 @@ client also covers that client's earlier clocks: Yjs integrates a client's chang
 order and the room commits them in apply order, so an ok ack means all of them are in the
 document and in the log (docs/protocol.md, "Durable acks"). A later resend that merges
 several edits (a rejoin's or resync's diff) therefore acknowledges all of them.
+
+A token never acknowledged may still be saved: a resync that finds the server holding it
+sends nothing, so no ack names it. Once the editors have settled, every token must be
+acknowledged or in the document; one that is neither is stranded in its client.
 """
 
 from __future__ import annotations
@@ -88,6 +92,15 @@ class Tally:
                 self.ok += 1
         if code is not None:
             self.refused[f"{event}:{code}"] += 1
+
+    @property
+    def final_refusals(self) -> Counter[str]:
+        """Refusals other than `store_unavailable`: that one says "not saved in time yet"
+        (the machine or the database was slow), and the client resyncs; whether its edit
+        then landed is the stranded-token check's to say, not a refusal."""
+        return Counter(
+            {key: n for key, n in self.refused.items() if not key.endswith(":store_unavailable")}
+        )
 
     @property
     def slowest(self) -> float:
@@ -268,6 +281,25 @@ class Editor:
         """Every token an ok ack covers."""
         return [t.token for t in self.typed if t.clock <= self.acked_clock.get(t.client, 0)]
 
+    @property
+    def unacked(self) -> list[str]:
+        """Every token typed that no ok ack covers."""
+        acked = set(self.acked)
+        return [t.token for t in self.typed if t.token not in acked]
+
+    def state(self) -> str:
+        """What the client went through, for a report on tokens it did not get saved."""
+        document = self.document
+        if document is None:
+            return f"{self.label}: never joined"
+        refusals = Counter(refusal.code for refusal in document.refusals)
+        errors = Counter(error.code for error in document.errors)
+        return (
+            f"{self.label} on {self.document_id}: typed {len(self.typed)}, acknowledged "
+            f"{len(self.acked)}, connected {self.connected}, resync rounds {document.resyncs}, "
+            f"refusals {dict(refusals)}, errors {dict(errors)}"
+        )
+
     async def settle(self, within: float, grace: float = 8.0) -> None:
         """Reconnect if needed and wait for every ack; then give the client up to `grace`
         seconds more to have every token acknowledged (a fixed client resends by itself)."""
@@ -362,6 +394,27 @@ class Crew:
             acked.setdefault(editor.document_id, set()).update(editor.acked)
         return acked
 
+    def unacked_by_document(self) -> dict[str, set[str]]:
+        unacked: dict[str, set[str]] = {}
+        for editor in self.editors:
+            unacked.setdefault(editor.document_id, set()).update(editor.unacked)
+        return unacked
+
+    async def stranded(self, url: str, token: str) -> list[str]:
+        """Problems if any token typed is neither acknowledged nor in the document a fresh
+        client on `url` receives (or is there twice): each such token, and its editor."""
+        missing = await missing_from(url, token, self.unacked_by_document())
+        lost = sorted(token for tokens in missing.values() for token in tokens)
+        if not lost:
+            return []
+        labels = {token.partition("-")[0] for token in lost}
+        editors = [editor.state() for editor in self.editors if editor.label in labels]
+        return [
+            f"{len(lost)} tokens typed were neither acknowledged nor in the document "
+            f"(stranded in their clients): {lost}",
+            *editors,
+        ]
+
     def summary(self) -> str:
         typed = sum(len(editor.typed) for editor in self.editors)
         acked = sum(len(editor.acked) for editor in self.editors)
@@ -380,11 +433,12 @@ async def read_texts(url: str, token: str, documents: Sequence[str]) -> dict[str
         return {document: (await client.join(document)).text() for document in documents}
 
 
-async def missing_from(url: str, token: str, acked: dict[str, set[str]]) -> dict[str, list[str]]:
-    """The acknowledged tokens a fresh client on `url` does not find, per document."""
-    texts = await read_texts(url, token, sorted(acked))
+async def missing_from(url: str, token: str, expected: dict[str, set[str]]) -> dict[str, list[str]]:
+    """The tokens of `expected` (acknowledged ones, say) that a fresh client on `url` does
+    not find, or finds twice, per document."""
+    texts = await read_texts(url, token, sorted(expected))
     missing = {}
-    for document, tokens in acked.items():
+    for document, tokens in expected.items():
         words = Counter(texts[document].split())
         gone = sorted(tokens - set(words))
         doubled = sorted(token + "(x2)" for token in tokens if words[token] > 1)
@@ -417,13 +471,15 @@ async def served_everywhere(cluster: Cluster, crew: Crew, fault: str) -> list[st
         return [f"only {total} tokens acknowledged ({crew.tally.ok} ok acks seen)"]
     missing: dict[str, dict[str, list[str]]] = {}
     (token,) = await cluster.tokens(1)
+    problems = []
     for n, url in enumerate(cluster.urls):
         missing[f"node {n}"] = await missing_soon(url, token, acked, CONVERGE_SECONDS)
+        # The editors have settled, their resyncs included: nothing may be left behind.
+        problems += [f"node {n}: {line}" for line in await crew.stranded(url, token)]
     await cluster.restart_all()
     (token,) = await cluster.tokens(1)
     for n, url in enumerate(cluster.urls):
         missing[f"node {n} restarted"] = await missing_from(url, token, acked)
-    problems = []
     for where, by_document in missing.items():
         lost = [token for tokens in by_document.values() for token in tokens]
         print(f"{fault}: {where}: {len(lost)} of {total} acknowledged tokens missing")

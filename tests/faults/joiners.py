@@ -21,7 +21,7 @@ from realtime_cms.collab.protocol import (
     sync_step1,
     sync_step2,
 )
-from tests.faults.editors import Editor, Tally
+from tests.faults.editors import Editor, Tally, missing_from
 
 # How long a joiner stays after its handshake, to see whether the server drops it.
 LINGER_SECONDS = 0.5
@@ -40,6 +40,8 @@ class Joiners:
     editors: list[Editor] = field(default_factory=list)
     joins: int = 0
     problems: list[str] = field(default_factory=list)
+    # Per document, the inserts of joiners answered `store_unavailable` and left to resync.
+    resynced: dict[str, set[str]] = field(default_factory=dict)
     _numbers: itertools.count[int] = field(default_factory=itertools.count)
 
     async def keep_joining(self, stop: asyncio.Event, every: float) -> None:
@@ -68,18 +70,31 @@ class Joiners:
     async def join_collab(self, document: str) -> str | None:
         editor = Editor(f"j{len(self.editors)}", document, [self.url], 0, self.token, self.tally)
         self.editors.append(editor)
-        refusals = sum(self.tally.refused.values())
+        refusals = sum(self.tally.final_refusals.values())
+        slow = self.tally.refused["update:store_unavailable"]
         try:
             await editor.connect(0)
             editor.type_one()
             await editor.settle(WAIT_SECONDS - 2, grace=2)
         finally:
             await editor.close()
-        if sum(self.tally.refused.values()) > refusals:
+        if sum(self.tally.final_refusals.values()) > refusals:
             return f"refused: {dict(self.tally.refused)}"
-        if editor.acked != [typed.token for typed in editor.typed]:
+        unacked = editor.unacked
+        if unacked and self.tally.refused["update:store_unavailable"] > slow:
+            # Answered "not saved in time yet" and resynced: the insert must be in the
+            # document at the end (`stranded`), acknowledged or not.
+            self.resynced.setdefault(document, set()).update(unacked)
+        elif unacked:
             return "its insert was not acknowledged"
         return None
+
+    async def stranded(self) -> list[str]:
+        """The resynced joiners' inserts that are not in the document (or are there twice)."""
+        if not self.resynced:
+            return []
+        missing = await missing_from(self.url, self.token, self.resynced)
+        return [f"joiners' inserts lost after a resync: {missing}"] if missing else []
 
     async def join_ws(self, document: str) -> str | None:
         """y-websocket's handshake: the server's step 1 answered, our step 1 answered."""

@@ -285,3 +285,36 @@ async def test_a_connection_is_presence_until_it_closes(harness: Harness, open_y
     await present_soon(harness, document_id, {"editor1", "viewer1"})
     await client.sio.disconnect()
     await present_soon(harness, document_id, {"viewer1"})
+
+
+async def test_an_update_lacking_dependencies_is_held_and_the_sender_asked_for_them(
+    harness: Harness, open_yjs: Open
+) -> None:
+    """The server answers an update it cannot integrate with a `sync-step-1` (its state
+    vector); the provider's ack brings what the room lacks, and both integrate."""
+    document_id = new_document("yjs-held")
+    await grant(harness, document_id, "editor", "write")
+    await grant(harness, document_id, "author", "write")
+    writer, other = await open_yjs(document_id, "editor"), await open_yjs(document_id, "author")
+    await eventually(lambda: writer.server_synced and other.server_synced)
+    asked: list[bytes] = []
+    answer = writer._on_sync_step1
+
+    def counted(state_vector: bytes) -> bytes:
+        asked.append(state_vector)
+        return answer(state_vector)
+
+    writer.sio.on("sync-step-1", counted, namespace=writer.namespace)
+    author: pycrdt.Doc = pycrdt.Doc()
+    text = author.get("body", type=pycrdt.Text)
+    text += "first"
+    writer._apply(author.get_update())  # the writer has it (as if its send were lost)
+    before = author.get_state()
+    text += " second"
+    await writer.emit("sync-update", author.get_update(before))
+    await eventually(lambda: len(asked) == 1)
+    await eventually(lambda: str(other.text) == "first second")
+    room = harness.app[keys.ROOMS].get(document_id)
+    assert room is not None and room.held_count == 0
+    fresh = await open_yjs(document_id, "editor")
+    await eventually(lambda: str(fresh.text) == "first second")

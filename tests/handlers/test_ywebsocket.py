@@ -411,3 +411,45 @@ async def test_a_connection_is_presence_until_it_closes(harness: Harness, open_w
     await present_soon(harness, document_id, {"editor1", "viewer1"})
     await client.ws.close()
     await present_soon(harness, document_id, {"viewer1"})
+
+
+def withheld_and_next(words: tuple[str, str]) -> tuple[bytes, bytes]:
+    """Two successive edits of one author: the second depends on the first."""
+    author: pycrdt.Doc = pycrdt.Doc()
+    text = author.get("body", type=pycrdt.Text)
+    text += words[0]
+    first = author.get_update()
+    before = author.get_state()
+    text += words[1]
+    return first, author.get_update(before)
+
+
+async def test_an_update_lacking_dependencies_is_held_and_the_sender_asked_for_them(
+    harness: Harness, open_ws: Open
+) -> None:
+    """The server answers an update it cannot integrate with a sync step 1 (its state
+    vector); the provider's sync step 2 brings what the room lacks, and both integrate."""
+    document_id = new_document("ws-held")
+    await grant(harness, document_id, "editor", "write")
+    await grant(harness, document_id, "author", "write")
+    writer, other = await open_ws(document_id, "editor"), await open_ws(document_id, "author")
+    await eventually(lambda: writer.synced() and other.synced())
+    first, second = withheld_and_next(("first", " second"))
+    room = harness.app[keys.ROOMS].get(document_id)
+    assert room is not None
+    # The writer has the first edit (as if its send were lost) and sends only the second.
+    writer._remote = True
+    writer.doc.apply_update(first)
+    writer._remote = False
+    asked = sum(m.sync_type == SYNC_STEP1 for m in writer.received if m.kind == MESSAGE_SYNC)
+    await writer.ws.send_bytes(sync_update(second))
+    await eventually(
+        lambda: (
+            sum(m.sync_type == SYNC_STEP1 for m in writer.received if m.kind == MESSAGE_SYNC)
+            > asked
+        )
+    )
+    await eventually(lambda: str(other.text) == "first second")
+    assert room.held_count == 0
+    fresh = await open_ws(document_id, "editor")
+    await eventually(lambda: fresh.synced() and str(fresh.text) == "first second")

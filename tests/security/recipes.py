@@ -83,7 +83,7 @@ async def login(world: World, who: Who) -> Request:
     return Request(json={"login": world.login_name, "password": PASSWORD})
 
 
-@recipe("logout")
+@recipe("logout", "logout_everywhere")
 async def logout(world: World, who: Who) -> Request:
     return Request(as_clone=True)
 
@@ -372,6 +372,7 @@ RULES: dict[str, Rule] = {
     **dict.fromkeys(
         (
             "logout",
+            "logout_everywhere",
             "me",
             "change_password",
             "request_verification",

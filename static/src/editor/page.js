@@ -13,7 +13,9 @@ import { historyPanel } from './history.js'
 const CONNECTION_TEXT = { connected: 'Connected', connecting: 'Connecting…', reconnecting: 'Reconnecting…', offline: 'Offline' }
 const SAVED_TEXT = { saved: 'All changes saved', idle: 'Not synced yet', saving: 'Saving…', unsaved: 'Unsaved changes', not_saved: 'Not saved yet' }
 // Errors the provider recovers from by itself (it joins again and resends): not for people.
-const QUIET = new Set(['disconnected', 'timeout', 'room_closed', 'not_joined', 'store_failed', 'connect_error'])
+// Codes the provider gets past by itself (it keeps the change and syncs again); the badge
+// says "not saved yet" meanwhile, so they are not shown as a refusal.
+const QUIET = new Set(['disconnected', 'timeout', 'room_closed', 'not_joined', 'connect_error', 'store_unavailable', 'store_failed', 'too_many_pending', 'missing_dependencies', 'rate_limited'])
 
 export function editorPage (main, { me, itemId }) {
   rememberUser(me.user)

@@ -100,10 +100,7 @@ class ClientDocument:
         try:
             await self.client.call("update", {"document": self.document_id, "update": update})
         except CollabError as exc:
-            if exc.code in _RETRY_CODES:
-                self.refusals.append(exc)
-                self.resync(rejoin=exc.code in _REJOIN_CODES)
-            else:
+            if not self.not_saved_yet(exc):
                 self.errors.append(exc)
         except (TimeoutError, socketio.exceptions.SocketIOError) as exc:
             # No answer (or no connection): the change is kept; sync until it is saved
@@ -118,6 +115,15 @@ class ClientDocument:
         missing = self.doc.get_update(state_vector)
         if missing != EMPTY_UPDATE:
             self._track(self._send(missing))
+
+    def not_saved_yet(self, exc: CollabError) -> bool:
+        """Whether `exc` says a change is not saved yet (`RESYNC_CODES`, not seated any
+        more); if so it is noted in `refusals` and a resync gets the change in."""
+        if exc.code not in _RETRY_CODES:
+            return False
+        self.refusals.append(exc)
+        self.resync(rejoin=exc.code in _REJOIN_CODES)
+        return True
 
     def resync(self, *, rejoin: bool = False) -> None:
         """Sync with the server until what this client holds is saved (one resync at a time:
@@ -261,10 +267,8 @@ class CollabClient:
                 await self.call("update", {"document": document_id, "update": missing})
             except CollabError as exc:
                 # Seated, but what only this client has is not saved yet: resync it.
-                if exc.code not in _RETRY_CODES:
+                if not document.not_saved_yet(exc):
                     raise
-                document.refusals.append(exc)
-                document.resync(rejoin=exc.code in _REJOIN_CODES)
         return document
 
     async def leave(self, document_id: str) -> None:

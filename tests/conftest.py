@@ -14,7 +14,7 @@ import pytest
 
 from realtime_cms import subscriptions
 from tests.support.hangs import keep_stderr, watched
-from tests.support.harness import Harness, make_settings, start_harness
+from tests.support.harness import Harness, make_settings, serving
 from tests.support.servers import MariaDBServer, RedisServer, require_binaries
 
 # Domains' in-transaction subscribers hold for every session, as in the server: service
@@ -69,11 +69,8 @@ def redis_url(backend: str, request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture(scope="module")
 async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Harness]:
     """A live server with one logged-in user per default role, shared by a test module."""
-    h = await start_harness(make_settings(database_url, redis_url))
-    try:
+    async with serving(make_settings(database_url, redis_url)) as h:
         yield h
-    finally:
-        await h.client.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -28,6 +28,7 @@ from playwright.async_api import (
     expect,
 )
 
+from tests.support.live import wait_healthy
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,18 +121,13 @@ class Server:
             stderr=log,
         )
         log.close()
-        async with aiohttp.ClientSession() as http:
-            for _ in range(600):
-                if self.process.returncode is not None:
-                    pytest.fail(f"server exited: {self.log()[-3000:]}")
-                try:
-                    async with http.get(f"{self.base}/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-        pytest.fail("the server did not become healthy")
+        process = self.process
+        await wait_healthy(
+            self.base,
+            alive=lambda: process.returncode is None,
+            why_not=lambda: self.log()[-3000:],
+            within=60,
+        )
 
     async def stop(self) -> None:
         if self.process is None or self.process.returncode is not None:

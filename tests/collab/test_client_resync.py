@@ -28,7 +28,7 @@ from realtime_cms.client import ClientDocument, CollabClient
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.db import create_engine
 from realtime_cms.models.realtime import DocumentUpdate
-from tests.support.harness import Harness, make_settings, start_harness
+from tests.support.harness import Harness, make_settings, serving
 from tests.support.live import eventually, grant, new_document
 
 # Short, so that a stalled commit is answered soon; long enough for a loaded CI machine.
@@ -49,11 +49,8 @@ async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Har
         collab_ack_deadline_seconds=ACK_DEADLINE_SECONDS,
         collab_max_pending=MAX_PENDING,
     )
-    h = await start_harness(settings)
-    try:
+    async with serving(settings) as h:
         yield h
-    finally:
-        await h.client.close()
 
 
 def server_url(harness: Harness) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
-import pytest
 
+from tests.support.live import wait_healthy
 from tests.support.servers import MariaDBServer, RedisServer, _die_with_parent, free_port
 
 CLI = [sys.executable, "-m", "handlers"]
@@ -131,19 +131,9 @@ class Node:
         return self.process is not None and self.process.poll() is None
 
     async def healthy(self) -> None:
-        deadline = asyncio.get_running_loop().time() + START_SECONDS
-        async with aiohttp.ClientSession() as http:
-            while True:
-                if not self.running:
-                    pytest.fail(f"{self.name} exited:\n{self.log_tail()}")
-                try:
-                    async with http.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                assert asyncio.get_running_loop().time() < deadline, f"{self.name} not healthy"
-                await asyncio.sleep(0.1)
+        await wait_healthy(
+            self.url, alive=lambda: self.running, why_not=self.log_tail, within=START_SECONDS
+        )
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hook, no flush, no goodbye to the clients."""

@@ -24,7 +24,7 @@ from realtime_cms.client import CollabClient, CollabError
 from realtime_cms.db import transaction
 from realtime_cms.models.realtime import DocumentPermission, UserSession
 from realtime_cms.security.tokens import hash_token
-from tests.support.harness import Harness, make_settings, start_harness
+from tests.support.harness import Harness, make_settings, serving
 from tests.support.live import eventually, grant, new_document
 
 ACK_DEADLINE = 1.5
@@ -33,11 +33,8 @@ ACK_DEADLINE = 1.5
 @pytest.fixture(scope="module")
 async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Harness]:
     settings = make_settings(database_url, redis_url, collab_ack_deadline_seconds=ACK_DEADLINE)
-    h = await start_harness(settings)
-    try:
+    async with serving(settings) as h:
         yield h
-    finally:
-        await h.client.close()
 
 
 class Outage:

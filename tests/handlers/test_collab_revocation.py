@@ -30,7 +30,7 @@ from realtime_cms.notifications.hub import NAMESPACE as NOTIFICATIONS
 from realtime_cms.security.tokens import hash_token
 from tests.accounts.support import assert_all_revoked, new_api_token, sign_in_everywhere
 from tests.accounts.test_recovery import confirm_reset, last_mail_to, request_reset
-from tests.support.harness import PASSWORD, Harness, make_settings, start_harness
+from tests.support.harness import PASSWORD, Harness, make_settings, serving
 from tests.support.live import eventually, new_document
 from tests.support.sockets import (
     AT_ONCE_SECONDS,
@@ -60,11 +60,8 @@ async def harness(database_url: str, redis_url: str | None) -> AsyncIterator[Har
         collab_max_seats_per_user=SEAT_CAP,
         collab_max_documents=PER_CONNECTION,
     )
-    h = await start_harness(settings)
-    try:
+    async with serving(settings) as h:
         yield h
-    finally:
-        await h.client.close()
 
 
 async def fresh_user(harness: Harness, *roles: str) -> User:

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.live import wait_healthy
 from tests.support.servers import MariaDBServer, RedisServer, free_port, require_binaries
 
 CLI = [sys.executable, "-m", "handlers"]
@@ -69,20 +70,12 @@ def _create_admin(env: dict[str, str], workdir: Path, username: str) -> None:
 
 
 async def _wait_healthy(process: asyncio.subprocess.Process, url: str, log: Path) -> None:
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS
-    async with aiohttp.ClientSession() as http:
-        while True:
-            if process.returncode is not None:
-                output = await asyncio.to_thread(log.read_text)
-                pytest.fail(f"{url} exited:\n{output[-3000:]}")
-            try:
-                async with http.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            assert asyncio.get_running_loop().time() < deadline, f"{url} never became healthy"
-            await asyncio.sleep(0.1)
+    await wait_healthy(
+        url,
+        alive=lambda: process.returncode is None,
+        why_not=lambda: log.read_text()[-3000:],
+        within=WAIT_SECONDS,
+    )
 
 
 async def rest(method: str, url: str, token: str | None = None, body: Any = None) -> Any:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,3 +126,13 @@ async def start_harness(settings: Settings) -> Harness:
         harness.users[role] = await harness.add_user(f"{role}1", role)
         harness.tokens[role] = await harness.login(f"{role}1")
     return harness
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Harness]:
+    """`start_harness`, closed on the way out: the body of every harness fixture."""
+    harness = await start_harness(settings)
+    try:
+        yield harness
+    finally:
+        await harness.client.close()

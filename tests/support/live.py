@@ -7,6 +7,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
+import pytest
+
 from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.realtime import DocumentPermission
@@ -52,3 +55,24 @@ async def present_soon(harness: Harness, document_id: str, usernames: set[str]) 
     while set(await present(harness, document_id)) != usernames:
         assert asyncio.get_running_loop().time() < deadline, "presence did not settle"
         await asyncio.sleep(0.05)
+
+
+async def wait_healthy(
+    url: str, *, alive: Callable[[], bool], why_not: Callable[[], str], within: float
+) -> None:
+    """Poll `url`'s /healthz until it answers 200; fail with `why_not()` (its log, say) as
+    soon as `alive()` says the server process is gone, or once `within` seconds pass."""
+    deadline = asyncio.get_running_loop().time() + within
+    async with aiohttp.ClientSession() as http:
+        while True:
+            if not alive():
+                pytest.fail(f"{url} exited:\n{why_not()}")
+            try:
+                async with http.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                pytest.fail(f"{url} did not become healthy within {within:g} s")
+            await asyncio.sleep(0.1)

@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     # `job_stale_after_seconds` (0: 2.5 heartbeats) is dead and its jobs are taken back.
     # Idle workers wake on a commit (Redis pub/sub, or in-process) and poll every
     # `job_poll_seconds` besides; a stopping worker lets jobs finish for `job_grace_seconds`.
-    # Ended jobs are kept `job_retention_days`. `job_plugins`: modules with a
+    # Ended jobs and batches, gone processes, worker metrics and logs are kept
+    # `job_retention_days`. `job_plugins`: modules with a
     # `register(registry)` adding job types (comma-separated).
     worker_embedded: bool = True
     job_concurrency: int = Field(default=10, ge=1, le=1000)

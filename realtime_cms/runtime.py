@@ -4,8 +4,9 @@ Building it does no I/O (settings, the event bus, password hashing, the mailer, 
 notification hub, the job types). Entering opens, in order, the database, Redis and the
 rate limiter, notification delivery, live documents (the update store, rooms, the Redis
 relay, presence), the content binding, autosave, the job wake-up and, in a process with
-the worker role, the job worker; leaving closes them in reverse, each once, whatever failed
-(one `AsyncExitStack`), so the worker stops first and its jobs finish with everything up.
+the worker role, the job worker (on SQLite with one connection of its own for its jobs);
+leaving closes them in reverse, each once, whatever failed (one `AsyncExitStack`), so the
+worker stops first and its jobs finish with everything up.
 
 The web app enters it in one `cleanup_ctx` (handlers/app.py), with an embedded worker by
 default; `realtime-cms worker` enters it with the worker role only (handlers/worker.py).
@@ -33,7 +34,7 @@ from realtime_cms.collab.relay import Relay
 from realtime_cms.collab.store import UpdateStore
 from realtime_cms.config import Settings
 from realtime_cms.content.binding import ContentBinding
-from realtime_cms.db import create_engine, session_factory
+from realtime_cms.db import create_engine, one_connection_engine, session_factory
 from realtime_cms.documents.presence import Presence, registry_for
 from realtime_cms.documents.service import apply_level_change
 from realtime_cms.events import AccessChanged, EventBus, attach
@@ -144,10 +145,7 @@ class Runtime:
             settings.database_url, echo=settings.db_echo, pool_size=settings.db_pool_size
         )
         stack.push_async_callback(self.engine.dispose)
-        sessions = session_factory(self.engine)
-        attach(sessions, self.events)
-        cache_seconds = settings.notification_preference_cache_seconds
-        sessions.configure(info={**sessions.kw.get("info", {}), CACHE_SECONDS_KEY: cache_seconds})
+        sessions = self._sessions(self.engine)
         self.sessions: async_sessionmaker[AsyncSession] = sessions
 
         url = settings.redis_url
@@ -185,6 +183,23 @@ class Runtime:
         await stack.enter_async_context(self.autosave)
         await self._start_jobs(stack)
 
+    def _sessions(self, engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+        """Sessions of `engine` whose commits reach this runtime's event bus."""
+        sessions = session_factory(engine)
+        attach(sessions, self.events)
+        cache_seconds = self.settings.notification_preference_cache_seconds
+        sessions.configure(info={**sessions.kw.get("info", {}), CACHE_SECONDS_KEY: cache_seconds})
+        return sessions
+
+    def _job_sessions(self, stack: contextlib.AsyncExitStack) -> async_sessionmaker[AsyncSession]:
+        """The worker's claims and job transactions: on SQLite through one connection of
+        their own (closed after the worker stops), elsewhere through the process' pool."""
+        if not self.settings.is_sqlite:
+            return self.sessions
+        engine = one_connection_engine(self.settings.database_url, echo=self.settings.db_echo)
+        stack.push_async_callback(engine.dispose)
+        return self._sessions(engine)
+
     async def _start_jobs(self, stack: contextlib.AsyncExitStack) -> None:
         """The wake-up every process sends on commit; the worker in a worker process."""
         wakeup = Wakeup(self.redis, f"{self.settings.redis_prefix}jobs")
@@ -216,6 +231,7 @@ class Runtime:
                     options,
                     runtime=self,
                     schedules=schedules(self.settings),
+                    job_sessions=self._job_sessions(stack),
                 )
             )
 

@@ -81,15 +81,29 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "faults: the fault battery (tests/faults): killed services, fuzzed sockets"
     )
+    config.addinivalue_line(
+        "markers", "only_backend(name): what is tested exists on that backend only"
+    )
+
+
+def _runs_here(item: pytest.Item) -> bool:
+    """False for the SQLite run of a test that needs another node through Redis, and for
+    the other backend's run of an `only_backend` test."""
+    callspec = getattr(item, "callspec", None)
+    backend = None if callspec is None else callspec.params.get("backend")
+    if backend is None:
+        return True
+    if backend == "sqlite" and item.get_closest_marker("needs_redis"):
+        return False
+    only = item.get_closest_marker("only_backend")
+    return only is None or backend in only.args
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Deselect (not skip) the SQLite run of tests that need another node through Redis."""
+    """Deselect (not skip) the runs of a test on a backend it does not apply to."""
     kept, dropped = [], []
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        embedded = callspec is not None and callspec.params.get("backend") == "sqlite"
-        (dropped if embedded and item.get_closest_marker("needs_redis") else kept).append(item)
+        (kept if _runs_here(item) else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

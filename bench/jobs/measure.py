@@ -72,6 +72,8 @@ class Backend:
     prefix: str = field(default_factory=lambda: f"rcms-bench-jobs-{os.getpid()}:")
     # Candidate changes the workers run with (bench/jobs/plugin.py PATCHES), comma-separated.
     patch: str = ""
+    # The database server's process (MariaDB), whose CPU per job is reported too.
+    server_pid: int | None = None
 
 
 def worker_env(backend: Backend, *, redis: bool, extra: dict[str, str]) -> dict[str, str]:
@@ -318,12 +320,7 @@ class Workers:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the processes so far, every thread (from /proc)."""
-        total = 0.0
-        for proc in self.procs:
-            with contextlib.suppress(OSError):
-                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
+        return cpu_seconds(self.pids)
 
     def stop(self) -> list[int]:
         for proc in self.procs:
@@ -337,6 +334,16 @@ class Workers:
                 proc.kill()
                 codes.append(proc.wait(10))
         return codes
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far, every thread (from /proc)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -392,8 +399,11 @@ async def throughput(
             await asyncio.sleep(1.0)  # a profiler attaching
         began = time.perf_counter()
         cpu = pool.cpu_seconds()
+        load = [os.getloadavg()[0]]
         await client.backlog(jobs)
         committed = time.perf_counter()
+        servers = [backend.server_pid] if backend.server_pid else []
+        server_cpu = cpu_seconds(servers)
         samples: list[tuple[float, int]] = [(0.0, 0)]
         counts: dict[str, int] = {}
         ended, moved = 0, 0.0
@@ -407,6 +417,8 @@ async def throughput(
             if ended >= jobs or now > give_up_after or now - moved > STALLED_SECONDS:
                 break
         cpu = pool.cpu_seconds() - cpu
+        server_cpu = cpu_seconds(servers) - server_cpu
+        load.append(os.getloadavg()[0])
     finally:
         exits = pool.stop()
     done = counts.get("completed", 0)
@@ -428,6 +440,9 @@ async def throughput(
         "steady_jobs_per_second": round(0.8 * jobs / (t90 - t10), 1) if t90 > t10 else 0.0,
         # The workers' CPU from the backlog's first insert to the last job, per job.
         "worker_cpu_ms_per_job": round(1000 * cpu / done, 2) if done else None,
+        # The database server's, from the commit to the last job (MariaDB; None on SQLite).
+        "server_cpu_ms_per_job": (round(1000 * server_cpu / done, 2) if done and servers else None),
+        "load": [round(x, 2) for x in load],
         "worker_exit_codes": exits,
         "unfinished": left,
         "hooked": hooked,

@@ -9,14 +9,16 @@ the "request-like" transactions of the enqueue measurement write a row to.
 With `BENCH_JOBS_SQL_COUNTS=<folder>` set, a process also counts the SQL statements it sends
 (by their first word) and the commits, and writes them to `<folder>/sql-<pid>.json` when it
 exits: what one job costs in round trips, measured in the worker itself. With
-`BENCH_JOBS_PATCH=<name>[,...]`, the process runs with a candidate change from `PATCHES`
-(experiments for an A/B run, `run.py --patch`; never the product's behaviour).
+`BENCH_JOBS_PATCH=<name>[,...]`, the process runs with a change from `PATCHES` (for an A/B
+run, `run.py --patch`: a candidate change, or the product as it was before one; never what
+it does now).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import time
@@ -126,32 +128,18 @@ def _count_sql(folder: Path) -> None:
     atexit.register(write)
 
 
-def _one_sqlite_connection() -> None:
-    """Experiment (BENCH_JOBS_PATCH=sqlite-one-connection): the worker process talks to
-    SQLite through one pooled connection, so its transactions queue in the process (in
-    order, on the event loop) instead of meeting at SQLite's write lock, where each loser
-    sleeps in the busy handler (1, 2, 5 ... 100 ms) and tries again."""
-    from sqlalchemy.ext.asyncio import create_async_engine
+def _sqlite_shared_pool() -> None:
+    """Experiment (BENCH_JOBS_PATCH=sqlite-shared-pool), the product before 2026-12-07: on
+    SQLite, the worker's claims and job transactions go through the process' pool (up to 15
+    connections) instead of one connection of their own, so they meet at SQLite's write
+    lock, where each loser sleeps in the busy handler before it tries again."""
+    from realtime_cms.db import SessionFactory
+    from realtime_cms.runtime import Runtime
 
-    from realtime_cms import db, runtime
+    def shared(runtime: Runtime, _stack: contextlib.AsyncExitStack) -> SessionFactory:
+        return runtime.sessions
 
-    original = runtime.create_engine
-
-    def create_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-        if not url.startswith("sqlite"):
-            return original(url, echo=echo, pool_size=pool_size)
-        engine = create_async_engine(
-            url,
-            echo=echo,
-            connect_args={"timeout": 30},
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=120,
-        )
-        event.listen(engine.sync_engine, "connect", db._sqlite_on_connect)
-        return engine
-
-    runtime.create_engine = create_engine
+    Runtime._job_sessions = shared  # type: ignore[method-assign, assignment]
 
 
-PATCHES = {"sqlite-one-connection": _one_sqlite_connection}
+PATCHES = {"sqlite-shared-pool": _sqlite_shared_pool}

@@ -27,12 +27,24 @@ def throughput_line(row: dict[str, Any]) -> str:
     floor = FLOORS[row["backend"]]
     rate = row["jobs_per_second"]
     broken = "" if row["ok"] else f"  BROKEN: {row['completed']}/{row['jobs']} completed"
+    server = row.get("server_cpu_ms_per_job")
     return (
         f"throughput {row['backend']:<8} {row['workers']} worker(s) x {row['concurrency']}: "
         f"{rate:7.1f} jobs/s (steady {row['steady_jobs_per_second']:.1f}; worker CPU "
-        f"{row['worker_cpu_ms_per_job']} ms/job) "
+        f"{row['worker_cpu_ms_per_job']} ms/job"
+        + (f", server {server} ms/job" if server is not None else "")
+        + f"; load {_load(row)}) "
         f"floor {floor:.0f}: x{rate / floor:.2f} {_verdict(rate >= floor)}{broken}"
     )
+
+
+def _load(row: dict[str, Any]) -> str:
+    return " -> ".join(f"{x:.2f}" for x in row.get("load", ())) or "-"
+
+
+def _server(row: dict[str, Any]) -> str:
+    server = row.get("server_cpu_ms_per_job")
+    return "-" if server is None else f"{server} ms"
 
 
 def enqueue_line(row: dict[str, Any]) -> str:
@@ -144,8 +156,8 @@ def _throughput_table(record: dict[str, Any]) -> list[str]:
         "once per worker process",
         "",
         "| backend | workers | jobs/s (commit to last) | steady 10-90 % | worker CPU per job "
-        "| floor | ratio | |",
-        "|---|---|---|---|---|---|---|---|",
+        "| server CPU per job | load | floor | ratio | |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, result in record["backends"].items():
         for row in result["throughput"]:
@@ -153,7 +165,8 @@ def _throughput_table(record: dict[str, Any]) -> list[str]:
             rate = row["jobs_per_second"]
             out.append(
                 f"| {name} | {row['workers']} | {rate:.1f} | {row['steady_jobs_per_second']:.1f} "
-                f"| {row['worker_cpu_ms_per_job']} ms | {floor:.0f} | x{rate / floor:.2f} "
+                f"| {row['worker_cpu_ms_per_job']} ms | {_server(row)} | {_load(row)} "
+                f"| {floor:.0f} | x{rate / floor:.2f} "
                 f"| {_verdict(rate >= floor)} |"
             )
     out += ["", "Anchors, published figures (not measured here):"]

@@ -113,9 +113,9 @@ def backend_for(name: str, found: dict[str, Any], out: Path, patch: str) -> meas
     redis = found["redis"].url if "redis" in found else None
     if name == "sqlite":
         url = f"sqlite+aiosqlite:///{out / 'bench.sqlite3'}"
-    else:
-        url = found["mariadb"].create_database("bench_jobs")
-    return measure.Backend(name, url, redis, patch=patch)
+        return measure.Backend(name, url, redis, patch=patch)
+    url = found["mariadb"].create_database("bench_jobs")
+    return measure.Backend(name, url, redis, patch=patch, server_pid=found["mariadb"].pid)
 
 
 async def prepare(backend: measure.Backend, out: Path) -> None:

@@ -24,12 +24,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from realtime_cms.db import SessionFactory, transaction
+from realtime_cms.db import SessionFactory, read_committed, transaction
 from realtime_cms.events import emit
 from realtime_cms.jobs import batches
 from realtime_cms.jobs.batches import ItemEnded
@@ -57,15 +57,100 @@ class Claimed:
     batch_job_id: int | None
 
 
+# Every statement of the hot path (claim, complete, retry, fail) is built once, here, on the
+# table with bind parameters: executed with a dict, it is plain Core, found in SQLAlchemy's
+# compiled cache by its memoized key. Built per job with literal values, ORM-enabled, its
+# coercion, cache key and ORM evaluation cost more than running it (docs/benchmarks.md,
+# "Jobs"). Parameter names differ from column names: those would be taken as SET values.
+_JOBS = cast(sa.Table, WorkerJob.__table__)
 _COLUMNS = (
-    WorkerJob.id,
-    WorkerJob.type,
-    WorkerJob.payload,
-    WorkerJob.attempts,
-    WorkerJob.max_attempts,
-    WorkerJob.queue,
-    WorkerJob.run_at,
-    WorkerJob.batch_job_id,
+    _JOBS.c.id,
+    _JOBS.c.type,
+    _JOBS.c.payload,
+    _JOBS.c.attempts,
+    _JOBS.c.max_attempts,
+    _JOBS.c.queue,
+    _JOBS.c.run_at,
+    _JOBS.c.batch_job_id,
+)
+_READY = sa.and_(
+    _JOBS.c.status == "queued",
+    _JOBS.c.queue.in_(sa.bindparam("queues", expanding=True)),
+    _JOBS.c.run_at <= sa.bindparam("due_by"),
+)
+_ORDER = (_JOBS.c.priority, _JOBS.c.run_at)
+_CLAIMED = {
+    "status": "processing",
+    "process_id": sa.bindparam("holder"),
+    "attempts": _JOBS.c.attempts + 1,
+    "started_at": sa.bindparam("started"),
+}
+# SQLite: one compare-and-set, the first statement of its transaction (it takes the write
+# lock before reading).
+_CLAIM_SQLITE = (
+    sa.update(_JOBS)
+    .where(
+        _JOBS.c.id.in_(
+            sa.select(_JOBS.c.id)
+            .where(_READY)
+            .order_by(*_ORDER)
+            .limit(sa.bindparam("limit"))
+            .scalar_subquery()
+        ),
+        _JOBS.c.status == "queued",
+    )
+    .values(_CLAIMED)
+    .returning(*_COLUMNS)
+)
+# MariaDB: the claim index read in order stops at the LIMIT, so a claimer locks only what it
+# takes and the others skip only those (docs/schema.md).
+_CLAIM_FIND = (
+    sa.select(*_COLUMNS)
+    .with_hint(_JOBS, f"FORCE INDEX ({CLAIM_INDEX})")
+    .where(_READY)
+    .order_by(*_ORDER)
+    .limit(sa.bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_CLAIM_TAKE = (
+    sa.update(_JOBS).where(_JOBS.c.id.in_(sa.bindparam("ids", expanding=True))).values(_CLAIMED)
+)
+# The fence of every later step: this job, held by this process, still processing.
+_HELD = sa.and_(
+    _JOBS.c.id == sa.bindparam("job_id"),
+    _JOBS.c.process_id == sa.bindparam("holder"),
+    _JOBS.c.status == "processing",
+)
+_COMPLETE = (
+    sa.update(_JOBS)
+    .where(_HELD)
+    .values(
+        status="completed",
+        completed_at=sa.bindparam("ended"),
+        output=sa.bindparam("job_output"),
+        dedupe_key=None,
+        last_error=None,
+    )
+)
+_RETRY = (
+    sa.update(_JOBS)
+    .where(_HELD)
+    .values(
+        status="queued",
+        process_id=None,
+        run_at=sa.bindparam("retry_at"),
+        last_error=sa.bindparam("error"),
+    )
+)
+_FAIL = (
+    sa.update(_JOBS)
+    .where(_HELD)
+    .values(
+        status="failed",
+        completed_at=sa.bindparam("ended"),
+        last_error=sa.bindparam("error"),
+        dedupe_key=None,
+    )
 )
 
 
@@ -75,66 +160,38 @@ def backoff(attempt: int, *, rng: random.Random | None = None) -> timedelta:
     return timedelta(seconds=ceiling / 2 + (rng or random).uniform(0, ceiling / 2))
 
 
-def _ready(queues: Sequence[str], now: datetime) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        WorkerJob.status == "queued", WorkerJob.queue.in_(queues), WorkerJob.run_at <= now
-    )
-
-
-def _claimed(process_id: str, now: datetime) -> dict[str, Any]:
-    return {
-        "status": "processing",
-        "process_id": process_id,
-        "attempts": WorkerJob.attempts + 1,
-        "started_at": now,
-    }
-
-
 async def claim(
     sessions: SessionFactory, process_id: str, queues: Sequence[str], limit: int, now: datetime
 ) -> list[Claimed]:
     """Take up to `limit` due jobs of `queues`, highest priority (lowest number) first."""
     if limit <= 0 or not queues:
         return []
-    order = (WorkerJob.priority, WorkerJob.run_at)
+    params = {
+        "queues": list(queues),
+        "due_by": now,
+        "limit": limit,
+        "holder": process_id,
+        "started": now,
+    }
     async with transaction(sessions) as db:
-        if db.get_bind().dialect.name == "sqlite":
-            ids = sa.select(WorkerJob.id).where(_ready(queues, now)).order_by(*order).limit(limit)
-            stmt = (
-                sa.update(WorkerJob)
-                .where(WorkerJob.id.in_(ids.scalar_subquery()), WorkerJob.status == "queued")
-                .values(_claimed(process_id, now))
-                .returning(*_COLUMNS)
-            )
-            rows = (await db.execute(stmt)).all()
+        sqlite = db.get_bind().dialect.name == "sqlite"
+        if sqlite:
+            rows = (await db.execute(_CLAIM_SQLITE, params)).all()
         else:
             # READ COMMITTED: record locks only, released for rows the WHERE refuses (under
             # REPEATABLE READ, next-key locks made concurrent claimers deadlock on the
-            # UPDATE). The claim index read in order stops at the LIMIT, so a claimer locks
-            # only what it takes and the others skip only those (docs/schema.md).
-            await db.connection(execution_options={"isolation_level": "READ COMMITTED"})
-            found = (
-                sa.select(*_COLUMNS)
-                .with_hint(WorkerJob, f"FORCE INDEX ({CLAIM_INDEX})")
-                .where(_ready(queues, now))
-                .order_by(*order)
-                .limit(limit)
-            )
-            rows = (await db.execute(found.with_for_update(skip_locked=True))).all()
+            # UPDATE).
+            await read_committed(db)
+            rows = (await db.execute(_CLAIM_FIND, params)).all()
             if rows:
-                ids_found = [row.id for row in rows]
-                await db.execute(
-                    sa.update(WorkerJob)
-                    .where(WorkerJob.id.in_(ids_found))
-                    .values(_claimed(process_id, now))
-                )
+                await db.execute(_CLAIM_TAKE, {**params, "ids": [row.id for row in rows]})
         for row in rows:
             emit(db, JobChanged(row.id, "processing", row.type, row.queue))
         started = {row.batch_job_id for row in rows if row.batch_job_id is not None}
         if started:
             await batches.items_started(db, started, now)
     # RETURNING gives the new attempt count; the SELECT the old one.
-    bump = 0 if db.get_bind().dialect.name == "sqlite" else 1
+    bump = 0 if sqlite else 1
     return [
         Claimed(
             id=row.id,
@@ -150,18 +207,8 @@ async def claim(
     ]
 
 
-def _held(job_id: str, process_id: str) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        WorkerJob.id == job_id,
-        WorkerJob.process_id == process_id,
-        WorkerJob.status == "processing",
-    )
-
-
-async def _fenced(db: AsyncSession, job_id: str, process_id: str, values: dict[str, Any]) -> bool:
-    # No ORM session sync: nothing is loaded, and evaluating it costs more than the UPDATE.
-    stmt = sa.update(WorkerJob).where(_held(job_id, process_id)).values(values)
-    result = await db.execute(stmt.execution_options(synchronize_session=False))
+async def _fenced(db: AsyncSession, stmt: sa.Update, params: dict[str, Any]) -> bool:
+    result = await db.execute(stmt, params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -177,10 +224,10 @@ async def complete(
     """Mark the job completed in `db`'s transaction (with the job's own writes, and the
     count of its batch if it is an item of one); False if this process no longer holds the
     lease (then the caller must roll back)."""
-    values = {"status": "completed", "completed_at": now, "output": output, "dedupe_key": None}
     # Dispatched only if this transaction commits (a lost lease rolls it back).
     emit(db, JobChanged(job_id, "completed"))
-    if not await _fenced(db, job_id, process_id, {**values, "last_error": None}):
+    params = {"job_id": job_id, "holder": process_id, "ended": now, "job_output": output}
+    if not await _fenced(db, _COMPLETE, params):
         return False
     if batch_job_id is not None:
         ended = ItemEnded(batch_job_id, job_id, "completed", {"output": output})
@@ -195,28 +242,21 @@ async def retry_or_fail(
     `failed` (the dead state an operator can retry or discard). The new status, or None if
     the lease was lost (someone else owns the job now)."""
     error = error[:ERROR_MAX]
+    params: dict[str, Any] = {"job_id": job.id, "holder": process_id, "error": error}
     if job.attempts < job.max_attempts:
-        values: dict[str, Any] = {
-            "status": "queued",
-            "process_id": None,
-            "run_at": now + backoff(job.attempts),
-            "last_error": error,
-        }
+        status, stmt = "queued", _RETRY
+        params["retry_at"] = now + backoff(job.attempts)
     else:
-        values = {
-            "status": "failed",
-            "completed_at": now,
-            "last_error": error,
-            "dedupe_key": None,
-        }
+        status, stmt = "failed", _FAIL
+        params["ended"] = now
     async with transaction(sessions) as db:
-        if not await _fenced(db, job.id, process_id, values):
+        if not await _fenced(db, stmt, params):
             return None
-        if values["status"] == "failed" and job.batch_job_id is not None:
+        if status == "failed" and job.batch_job_id is not None:
             ended = ItemEnded(job.batch_job_id, job.id, "failed", {"error": error})
             await batches.items_ended(db, [ended], now)
-        emit(db, JobChanged(job.id, str(values["status"]), job.type, job.queue))
-        return str(values["status"])
+        emit(db, JobChanged(job.id, status, job.type, job.queue))
+        return status
 
 
 async def release(sessions: SessionFactory, job_ids: Sequence[str], process_id: str) -> int:
@@ -252,11 +292,11 @@ async def reclaim_stale(
     and those whose process row is gone): queued again while attempts remain, else failed."""
     cutoff = now - timedelta(seconds=stale_after)
     async with transaction(sessions) as db:
-        if db.get_bind().dialect.name != "sqlite":
-            # READ COMMITTED, as for claims: under REPEATABLE READ the UPDATEs below lock every
-            # row and gap they scan, so a transaction inserting jobs meanwhile (a batch, many
-            # enqueues) deadlocked with them; each is a compare-and-set on what is committed.
-            await db.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        # READ COMMITTED on MariaDB, as for claims: under REPEATABLE READ the UPDATEs below
+        # lock every row and gap they scan, so a transaction inserting jobs meanwhile (a
+        # batch, many enqueues) deadlocked with them; each is a compare-and-set on what is
+        # committed.
+        await read_committed(db)
         stale = sa.select(WorkerProcess.id).where(
             WorkerProcess.status.in_(LIVE_PROCESS), WorkerProcess.last_heartbeat < cutoff
         )

@@ -15,6 +15,12 @@ backoff (`leases.retry_or_fail`), except a deadlock or lock-wait timeout, which 
 the job's effects back: that transaction runs again at once, in the same attempt. A database
 that cannot be reached makes every loop back off and resume, and the outcome of a job is kept
 in memory until it can be recorded.
+
+Claims and job transactions go through `job_sessions` (by default `sessions`); on SQLite the
+Runtime gives them one connection of their own (realtime_cms/db.py `one_connection_engine`),
+so the process' writers take turns on the event loop instead of in SQLite's busy handler.
+Registration, heartbeats, reclaims and schedules stay on `sessions`, another connection:
+the lease is renewed on time even while a job holds the job connection for long.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from realtime_cms.db import SessionFactory, transaction
 from realtime_cms.jobs import health, leases, processes
@@ -50,7 +57,8 @@ T = TypeVar("T")
 COMPLETED, LEASE_LOST = "completed", "lease_lost"
 # Pauses while the database cannot be reached, growing to the last one.
 DB_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
-_DB_ERRORS = (DBAPIError, OperationalError, OSError, ConnectionError, TimeoutError)
+# PoolTimeout: no connection free in time (a one-connection engine held by a long job).
+_DB_ERRORS = (DBAPIError, OperationalError, PoolTimeout, OSError, ConnectionError, TimeoutError)
 # MariaDB's deadlock and lock-wait-timeout errors: a job's transaction that met one is run
 # again (same attempt) this many times before the attempt counts as failed.
 _CONFLICT_CODES = frozenset({1213, 1205})
@@ -121,10 +129,12 @@ class JobWorker:
         runtime: Runtime,
         schedules: Sequence[Schedule] = (),
         clock: Clock = precise_now,
+        job_sessions: SessionFactory | None = None,
     ) -> None:
         if options.concurrency < 1:
             raise ValueError("concurrency is at least 1")
         self.sessions = sessions
+        self.job_sessions = job_sessions or sessions
         self.registry = registry
         self.options = options
         self.runtime = runtime
@@ -206,7 +216,7 @@ class JobWorker:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         late_ids = [job_id for job_id, task in self._running.items() if task.cancelled()]
         try:
-            released = await leases.release(self.sessions, late_ids, self.process_id)
+            released = await leases.release(self.job_sessions, late_ids, self.process_id)
             await processes.mark_stopped(
                 self.sessions, self.process_id, processed=self.processed, released=released
             )
@@ -344,7 +354,7 @@ class JobWorker:
                 continue
             try:
                 claimed = await leases.claim(
-                    self.sessions, self.process_id, self.options.queues, free, self._clock()
+                    self.job_sessions, self.process_id, self.options.queues, free, self._clock()
                 )
                 failures = 0
             except _DB_ERRORS as exc:
@@ -388,7 +398,12 @@ class JobWorker:
         else:
             self._sampler.failed += 1
             record = partial(
-                leases.retry_or_fail, self.sessions, job, self.process_id, outcome, self._clock()
+                leases.retry_or_fail,
+                self.job_sessions,
+                job,
+                self.process_id,
+                outcome,
+                self._clock(),
             )
             recorded: str | None = await self._with_db_retry(f"recording job {job.id}", record)
             status = recorded or LEASE_LOST
@@ -410,7 +425,7 @@ class JobWorker:
             try:
                 async with (
                     asyncio.timeout(job_type.timeout_seconds),
-                    transaction(self.sessions) as db,
+                    transaction(self.job_sessions) as db,
                 ):
                     context = JobContext(
                         job_id=job.id,
@@ -461,7 +476,7 @@ class JobWorker:
 
     async def _log_failure(self, job: leases.Claimed, error: str) -> None:
         try:
-            async with transaction(self.sessions) as db:
+            async with transaction(self.job_sessions) as db:
                 processes.log_activity(
                     db,
                     self.process_id,

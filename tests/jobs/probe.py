@@ -64,9 +64,19 @@ async def _noop(context: JobContext, payload: NoPayload) -> None:
     return None
 
 
+async def _hold(context: JobContext, payload: Effect) -> str:
+    """Takes its transaction's connection, keeps it `sleep` seconds, and says which it was."""
+    connection = await context.db.connection()
+    await connection.execute(sa.text("SELECT 1"))
+    raw = await connection.get_raw_connection()
+    await asyncio.sleep(payload.sleep)
+    return f"connection {id(raw.driver_connection)}"
+
+
 INSERT = JobType("probe.insert", Effect, _insert, queue="probe", max_attempts=3, timeout_seconds=60)
 TICK = JobType("probe.tick", NoPayload, _tick, queue="probe")
 NOOP = JobType("probe.noop", NoPayload, _noop, queue="probe")
+HOLD = JobType("probe.hold", Effect, _hold, queue="probe", timeout_seconds=60)
 
 
 def schedules(settings: Settings) -> list[Schedule]:
@@ -77,7 +87,7 @@ def schedules(settings: Settings) -> list[Schedule]:
 
 
 def register(registry: Registry) -> None:
-    for job_type in (INSERT, TICK, NOOP):
+    for job_type in (INSERT, TICK, NOOP, HOLD):
         registry.add(job_type)
 
 

@@ -13,8 +13,10 @@ VmRSS is sampled every `--sample-seconds`.
 
 Reported: RSS once every editor has joined, at half time and at the end; the slope
 (MB/min, least squares over the second half: the first half is warm-up, when pools,
-caches and allocator arenas fill); and RSS once every room has unloaded (every editor
-gone, past RCMS_COLLAB_IDLE_UNLOAD_SECONDS). A slope above `--floor` is flagged; nothing
+caches and allocator arenas fill); RSS and heap after `--quiet-seconds` with every editor
+still seated and nobody typing (rooms stay loaded; quiet ones drop their shadow copy);
+and RSS once every room has unloaded (every editor gone, past
+RCMS_COLLAB_IDLE_UNLOAD_SECONDS). A slope above `--floor` is flagged; nothing
 fails on it (the machine may be slow or shared), only a broken run exits non-zero.
 
 Results go to bench/results/soak-<stamp>/: samples.csv, soak.json, server.log, and the
@@ -47,15 +49,12 @@ sys.path[:0] = [str(BENCH), str(ROOT)]
 import pycrdt  # noqa: E402
 from run import GENERATOR_CPU, Server, free_port, raise_open_files  # noqa: E402
 from servers.catalog import PRODUCT_BIN, SERVERS  # noqa: E402
+from words import type_once  # noqa: E402
 
 from realtime_cms.client import ClientDocument, CollabClient  # noqa: E402
 from realtime_cms.collab.protocol import AwarenessEntry, encode_awareness_update  # noqa: E402
 from realtime_cms.config import Settings  # noqa: E402
 
-WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "soak", "memory", "editor", "room", "crdt")
-# Editors delete a few words once a document holds this much text: documents stay small,
-# so what the server holds for them is a constant, not part of the slope.
-MAX_CHARS = 4000
 DUMP_TIMEOUT = 180.0
 
 
@@ -140,17 +139,7 @@ class Editor:
         if document is None:
             return
         text = document.doc.get("body", type=pycrdt.Text)
-        length = len(text)
-        if self.cursor > length or self.rng.random() < 0.05:
-            self.cursor = self.rng.randint(0, length)
-        if length > MAX_CHARS:
-            start = self.rng.randint(0, length - 40)
-            del text[start : start + 40]
-            self.cursor = start
-        else:
-            word = self.rng.choice(WORDS) + " "
-            text.insert(self.cursor, word)
-            self.cursor += len(word)
+        self.cursor = type_once(text, self.cursor, self.rng)
         counters.updates += 1
 
     async def send_cursor(self, counters: Counters) -> None:
@@ -371,6 +360,10 @@ async def soak(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         record["load_seconds"] = round(time.monotonic() - started, 1)
         record["document_bytes"] = load.document_bytes()
         record["dumps"].append(await dumps.take("end of load"))
+        sampler.phase = "quiet"
+        await asyncio.sleep(args.quiet_seconds)
+        quiet = sampler.sample()
+        record["dumps"].append(await dumps.take("quiet"))
         sampler.phase = "leaving"
         await load.close_all()
         sampler.phase = "unloading"
@@ -391,6 +384,7 @@ async def soak(args: argparse.Namespace, out: Path) -> dict[str, Any]:
         rss_start_mb=first["rss_mb"],
         rss_half_mb=half_row["rss_mb"],
         rss_end_mb=last["rss_mb"],
+        rss_quiet_mb=quiet["rss_mb"],
         slope_mb_per_min=slope_mb_per_min(window),
         slope_all_mb_per_min=slope_mb_per_min(
             [
@@ -462,6 +456,8 @@ def report(record: dict[str, Any], floor: float) -> str:
         f"  slope over the second half: "
         f"{'n/a' if slope is None else f'{slope:+.3f}'} MB/min  -> {verdict}",
         f"  slope over the whole load: {record['slope_all_mb_per_min'] or 0:+.3f} MB/min",
+        f"  after {args['quiet_seconds']:g} s quiet (editors seated, nobody typing): "
+        f"{record['rss_quiet_mb']:.1f} MB",
         f"  after every room unloaded ({unloaded_note}): "
         f"{unload:.1f} MB ({unload - record['rss_start_mb']:+.1f} vs start)",
         f"  after unload and malloc_trim(0): {record['rss_after_unload_trimmed_mb']} MB",
@@ -472,10 +468,11 @@ def report(record: dict[str, Any], floor: float) -> str:
         f"{len(counters['errors'])} errors",
     ]
     for dump in record["dumps"]:
-        if dump.get("label") in ("half time", "end of load", "after unload"):
+        if dump.get("label") in ("half time", "end of load", "quiet", "after unload"):
             grown = list(dump.get("grown_types", {}).items())[:6]
             lines.append(
-                f"  dump {dump['dump']} ({dump['label']}): rooms {dump.get('rooms')}, tasks "
+                f"  dump {dump['dump']} ({dump['label']}): rooms {dump.get('rooms')} "
+                f"(shadows {dump.get('shadows')}), tasks "
                 f"{dump.get('tasks')}, malloc in use {dump.get('malloc_in_use_mb')} MB "
                 f"(free {dump.get('malloc_free_mb')}), sqlite {dump.get('sqlite_memory_mb')} MB, "
                 f"traced {dump.get('traced_mb', '-')} MB, gc objects {dump.get('gc_objects')}; "
@@ -501,6 +498,12 @@ def main() -> int:
         "--rate", type=float, default=1.0, help="words per second per editor (0: churn only)"
     )
     parser.add_argument("--sample-seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--quiet-seconds",
+        type=float,
+        default=20.0,
+        help="after the load, editors stay seated this long without typing",
+    )
     parser.add_argument("--floor", type=float, default=0.2, help="MB/min flagged above")
     parser.add_argument("--mode", choices=("memory", "durable"), default="memory")
     parser.add_argument(

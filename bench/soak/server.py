@@ -82,6 +82,8 @@ def _counts() -> dict[str, Any]:
         return out
     rooms = app.get(keys.ROOMS)
     out["rooms"] = len(rooms.rooms) if rooms is not None else None
+    if rooms is not None:
+        out["shadows"] = sum(room.holds_shadow for room in rooms.rooms.values())
     for name, key in (("sio", keys.SIO), ("sio_msgpack", keys.SIO_MSGPACK)):
         sio = app.get(key)
         if sio is None:
@@ -122,15 +124,23 @@ class _Mallinfo2(ctypes.Structure):
     ]
 
 
+def malloc_info() -> tuple[int, int] | None:
+    """glibc's heap in use and free, in bytes (every arena); None elsewhere."""
+    libc = ctypes.CDLL(None)
+    if not hasattr(libc, "mallinfo2"):
+        return None
+    libc.mallinfo2.restype = _Mallinfo2
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd, info.fordblks
+
+
 def _native() -> dict[str, Any]:
     """What C code holds: glibc's heap in use and free (all arenas), SQLite's own count."""
     out: dict[str, Any] = {}
-    libc = ctypes.CDLL(None)
-    if hasattr(libc, "mallinfo2"):
-        libc.mallinfo2.restype = _Mallinfo2
-        info = libc.mallinfo2()
-        out["malloc_in_use_mb"] = round((info.uordblks + info.hblkhd) / 1e6, 2)
-        out["malloc_free_mb"] = round(info.fordblks / 1e6, 2)
+    heap = malloc_info()
+    if heap is not None:
+        out["malloc_in_use_mb"] = round(heap[0] / 1e6, 2)
+        out["malloc_free_mb"] = round(heap[1] / 1e6, 2)
     name = ctypes.util.find_library("sqlite3")
     if name:
         sqlite = ctypes.CDLL(name)

@@ -31,9 +31,10 @@ class RoomManager:
 
     A room is loaded from the store on its first join (once, however many join at the
     same time) and unloaded by a background reaper once it has had no peers for
-    `limits.idle_unload_seconds`; a long log is compacted first. Leaving the block waits
-    for updates in flight and unloads every room. The store must outlive the manager.
-    `seed`, if set, runs before every load (see `Seed`).
+    `limits.idle_unload_seconds`; a long log is compacted first. The same sweep drops the
+    shadow copy of rooms that took no update for `limits.shadow_idle_seconds`. Leaving the
+    block waits for updates in flight and unloads every room. The store must outlive the
+    manager. `seed`, if set, runs before every load (see `Seed`).
     """
 
     def __init__(
@@ -197,9 +198,10 @@ class RoomManager:
         return room
 
     async def _reap_forever(self) -> None:
-        """Unload rooms seen idle for the grace period, however their peers left them."""
+        """Unload rooms seen idle for the grace period, however their peers left them, and
+        drop the shadows of quiet rooms."""
         grace = self.limits.idle_unload_seconds
-        interval = min(max(grace / 4, 0.01), 5.0)
+        interval = min(max(min(grace, self.limits.shadow_idle_seconds) / 4, 0.01), 5.0)
         while True:
             await asyncio.sleep(interval)
             unloaded = False
@@ -208,8 +210,15 @@ class RoomManager:
                     unloaded |= await self._unload_if_idle(document_id)
                 except Exception:  # a bug here must not stop every later unload
                     logger.exception("unloading document %s failed", document_id)
-            if unloaded:
+            if self._shed_shadows(asyncio.get_running_loop().time()) or unloaded:
                 self.heap.trim_soon()
+
+    def _shed_shadows(self, now: float) -> bool:
+        """Drop the shadows of rooms quiet by `now`; whether any was dropped."""
+        shed = False
+        for room in self._rooms.values():
+            shed |= room.shed_shadow(now)
+        return shed
 
     def _due(self, now: float, grace: float) -> list[str]:
         """Rooms idle for `grace` seconds by `now`. A function of its own, so that no local

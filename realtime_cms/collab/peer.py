@@ -40,7 +40,8 @@ class Peer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RoomLimits:
-    """Bounds on what peers may send, and when idle rooms are unloaded and compacted."""
+    """Bounds on what peers may send, when idle rooms are unloaded and compacted, and when
+    quiet ones drop their shadow copy."""
 
     max_update_bytes: int = 256 * 1024
     max_awareness_bytes: int = 64 * 1024
@@ -50,6 +51,9 @@ class RoomLimits:
     # An update's ack comes within this long: "saved", or a code that says "send it again".
     ack_deadline_seconds: float = 10.0
     idle_unload_seconds: float = 30.0
+    # A room that took no update for this long drops its shadow copy, half of what it holds;
+    # the next update rebuilds it from the live document (a few ms: docs/benchmarks.md).
+    shadow_idle_seconds: float = 10.0
     compact_min_rows: int = 500
     compact_min_bytes: int = 1_000_000
     # Awareness client ids one peer may hold (a browser tab uses one per document).

@@ -3,9 +3,10 @@
 Transports implement `Peer` and reach rooms through the `RoomManager`. Every update a peer
 sends is tried on a shadow copy of the document first, then applied to the live document,
 queued for the durable log (in apply order) and sent to the other peers at once; the
-sender's ack and the `on_change` hooks wait for the commit. An update whose dependencies
-the room lacks is held for its sender (`held.py`), who is asked for what is missing; it is
-acknowledged only once it is in the document.
+sender's ack and the `on_change` hooks wait for the commit. A quiet room drops the shadow
+(`shed_shadow`, called by the manager's sweep); the next update rebuilds it. An update
+whose dependencies the room lacks is held for its sender (`held.py`), who is asked for what
+is missing; it is acknowledged only once it is in the document.
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ class DocumentRoom:
         self._shadow: Doc | None = None
         self._shadow_subscription: Subscription | None = None
         self._shadow_changes: list[bytes] = []
+        # Event loop time of the latest update tried on the shadow (see `shed_shadow`).
+        self._shadow_used_at = 0.0
         self._members: dict[str, _Member] = {}
         self._awareness = AwarenessBook(limits.max_awareness_clients)
         self._lock = asyncio.Lock()
@@ -137,6 +140,11 @@ class DocumentRoom:
     def held_count(self) -> int:
         """How many peers' updates are held for dependencies the room lacks."""
         return len(self._held)
+
+    @property
+    def holds_shadow(self) -> bool:
+        """Whether the shadow copy is built (a quiet room drops it: `shed_shadow`)."""
+        return self._shadow is not None
 
     @property
     def has_unwritten(self) -> bool:
@@ -346,8 +354,24 @@ class DocumentRoom:
             return _Accepted(update, changes, waits=True)
         return None if changes is None else _Accepted(changes, changes, waits=False)
 
+    def shed_shadow(self, now: float) -> bool:
+        """Drop the shadow if no update was tried on it for `limits.shadow_idle_seconds`
+        by `now` (event loop time); whether it was dropped. It holds as much history as the
+        live document, and the next update rebuilds it from that document."""
+        if (
+            self._shadow is None
+            # Not while an update is being handled: it is using the shadow.
+            or self._lock.locked()
+            or now - self._shadow_used_at < self._limits.shadow_idle_seconds
+        ):
+            return False
+        self._drop_shadow()
+        return True
+
     def _shadow_doc(self) -> Doc:
-        """The live document's twin (pending rows included), rebuilt after a failure."""
+        """The live document's twin (pending rows included), rebuilt after a failure or
+        once the room was quiet."""
+        self._shadow_used_at = asyncio.get_running_loop().time()
         if self._shadow is None:
             shadow: Doc = Doc()
             shadow.apply_update(self._doc.get_update())

@@ -11,6 +11,7 @@ from realtime_cms.notifications import reads
 from realtime_cms.principal import Principal
 from tests.notifications.support import body, count, new_user, send, unique
 from tests.support.harness import Harness
+from tests.support.live import eventually
 
 NOTIFICATIONS = "/api/v1/notifications"
 
@@ -113,20 +114,26 @@ async def test_marking_read_writes_one_receipt_and_updates_counts(harness: Harne
 
 async def test_read_state_is_pushed_after_commit(harness: Harness) -> None:
     user_id, token = await new_user(harness, "viewer")
-    nid = (await send(harness, [user_id])).deliveries[0][1]["id"]
     pushed: list[tuple[str, object]] = []
     hub = harness.app[keys.NOTIFIER].hub
     assert hub is not None
     original_read, original_counts = hub.read, hub.counts
 
     async def read(uid: int, ids: list[int] | None) -> None:
-        pushed.append(("read", ids))
+        if uid == user_id:
+            pushed.append(("read", ids))
 
     async def counts(uid: int, unread: dict[str, object]) -> None:
-        pushed.append(("unread", unread))
+        if uid == user_id:
+            pushed.append(("unread", unread))
 
     hub.read, hub.counts = read, counts  # type: ignore[method-assign,assignment]
     try:
+        nid = (await send(harness, [user_id])).deliveries[0][1]["id"]
+        # The new notification's own count push runs after its commit, on its own time:
+        # once it is in, only the reads' pushes follow.
+        await eventually(lambda: ("unread", {"total": 1, "by_category": {"none": 1}}) in pushed)
+        pushed.clear()
         await harness.call("POST", f"{NOTIFICATIONS}/read", token=token, json={"ids": [nid]})
         await harness.call("POST", f"{NOTIFICATIONS}/read-all", token=token)
     finally:

@@ -115,6 +115,14 @@ _CLAIM_FIND = (
 _CLAIM_TAKE = (
     sa.update(_JOBS).where(_JOBS.c.id.in_(sa.bindparam("ids", expanding=True))).values(_CLAIMED)
 )
+# The earliest not-before time of a queued job of these queues still to come: an idle
+# worker sleeps until then (or its poll, whichever is first), so a job due in 300 ms starts
+# then, not at the next poll.
+_NEXT_DUE = sa.select(sa.func.min(_JOBS.c.run_at)).where(
+    _JOBS.c.status == "queued",
+    _JOBS.c.queue.in_(sa.bindparam("queues", expanding=True)),
+    _JOBS.c.run_at > sa.bindparam("after"),
+)
 # The fence of every later step: this job, held by this process, still processing.
 _HELD = sa.and_(
     _JOBS.c.id == sa.bindparam("job_id"),
@@ -205,6 +213,18 @@ async def claim(
         )
         for row in sorted(rows, key=lambda r: r.id)
     ]
+
+
+async def next_due(
+    sessions: SessionFactory, queues: Sequence[str], now: datetime
+) -> datetime | None:
+    """When the next queued job of `queues` that is not due by `now` becomes due (None: no
+    such job)."""
+    if not queues:
+        return None
+    async with sessions() as db:
+        due = await db.scalar(_NEXT_DUE, {"queues": list(queues), "after": now})
+    return due
 
 
 async def _fenced(db: AsyncSession, stmt: sa.Update, params: dict[str, Any]) -> bool:

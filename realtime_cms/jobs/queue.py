@@ -25,10 +25,10 @@ DEDUPE_MAX = 191
 
 @dataclass(frozen=True, slots=True)
 class JobsEnqueued(Event):
-    """Jobs were committed on `queue`, due at once (wake a worker) or later (`due_now` False)."""
+    """Jobs were committed on `queue`: idle workers wake, claim what is due and sleep until
+    the next job is (one due later included, so it starts at its time)."""
 
     queue: str
-    due_now: bool = True
 
 
 # Built once on the table, executed with the row as parameters: plain Core, compiled once
@@ -89,7 +89,7 @@ async def enqueue(
         if result.rowcount != 1:  # type: ignore[attr-defined]
             await _require_conflict(db, values)
             return None
-    emit(db, JobsEnqueued(job_type.queue, due_now=due <= now))
+    emit(db, JobsEnqueued(job_type.queue))
     return str(values["id"])
 
 

@@ -45,6 +45,9 @@ class JobContext:
     runtime: Runtime
     # Effects to run once the completion committed (live pushes); failures are logged.
     after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The lease holder running it (`worker_processes.id`, also its `workers.worker_id`);
+    # None when a handler is run directly (tests, CLI).
+    process_id: str | None = None
 
     @property
     def idempotency_key(self) -> str:

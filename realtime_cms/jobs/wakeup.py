@@ -58,8 +58,6 @@ class Wakeup:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def _enqueued(self, event: JobsEnqueued) -> None:
-        if not event.due_now:
-            return
         self._event.set()
         if self._redis is not None:
             task = asyncio.get_running_loop().create_task(self._publish(event.queue))

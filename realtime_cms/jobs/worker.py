@@ -55,6 +55,9 @@ Clock = Callable[[], datetime]
 T = TypeVar("T")
 # What an attempt came to, besides an error text.
 COMPLETED, LEASE_LOST = "completed", "lease_lost"
+# The shortest wait of an idle claimer for a job about to be due (no busy loop on a job
+# another process is claiming at that moment).
+MIN_IDLE_SECONDS = 0.005
 # Pauses while the database cannot be reached, growing to the last one.
 DB_RETRY_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
 # PoolTimeout: no connection free in time (a one-connection engine held by a long job).
@@ -371,7 +374,20 @@ class JobWorker:
                 self._running[job.id] = task
                 task.add_done_callback(partial(self._done, job.id, capacity))
             if len(claimed) < free:
-                await self._until(self._wakeup.wait(self.options.poll_seconds))
+                await self._until(self._wakeup.wait(await self._idle_seconds()))
+
+    async def _idle_seconds(self) -> float:
+        """How long an idle claimer waits for a wake-up: until the next queued job is due
+        (a scheduled publish starts at its time, not at the next poll), at most a poll."""
+        poll = self.options.poll_seconds
+        now = self._clock()
+        try:
+            due = await leases.next_due(self.job_sessions, self.options.queues, now)
+        except _DB_ERRORS:
+            return poll  # the next claim meets the outage and backs off
+        if due is None:
+            return poll
+        return min(poll, max(MIN_IDLE_SECONDS, (due - now).total_seconds()))
 
     def _done(self, job_id: str, capacity: asyncio.Event, _task: asyncio.Task[None]) -> None:
         task = self._running.get(job_id)
@@ -437,6 +453,7 @@ class JobWorker:
                         started_at=self._clock(),
                         runtime=self.runtime,
                         after_commit=after_commit,
+                        process_id=self.process_id,
                     )
                     output = await job_type.run(context, job.payload)
                     # A batch item is counted in its batch in this same transaction.

@@ -38,7 +38,7 @@ async def test_workers_are_woken_after_the_commit_not_before(clean: JobDb) -> No
         async with clean.sessions() as db, db.begin():
             await enqueue(db, probe.NOOP)
             assert seen == []
-        assert seen == [JobsEnqueued("probe", due_now=True)]
+        assert seen == [JobsEnqueued("probe")]
         with pytest.raises(RuntimeError):
             async with clean.sessions() as db, db.begin():
                 await enqueue(db, probe.NOOP)

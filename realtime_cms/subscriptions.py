@@ -1,6 +1,6 @@
 """Who reacts to whose events inside the transaction: the one place domains are wired together.
 
-Content, documents and versions publish events and know nothing of their consumers; this
+Content, documents, versions and scheduling publish events and know nothing of their consumers; this
 module subscribes the consumers (`realtime_cms.events.subscribe_in_transaction`). The
 subscriptions are process-wide rather than per Runtime: they are rules of the data (a status
 change notifies the author iff it commits), true for every session whoever built it, so
@@ -15,6 +15,7 @@ from realtime_cms.content.events import ContentStatusChanged, Mentioned
 from realtime_cms.documents.events import DocumentGranted
 from realtime_cms.events import subscribe_in_transaction
 from realtime_cms.notifications import subscribers as notifications
+from realtime_cms.scheduling.events import ScheduleChanged
 
 
 def install() -> None:
@@ -22,3 +23,4 @@ def install() -> None:
     subscribe_in_transaction(ContentStatusChanged, notifications.status_changed)
     subscribe_in_transaction(Mentioned, notifications.mentioned)
     subscribe_in_transaction(DocumentGranted, notifications.document_granted)
+    subscribe_in_transaction(ScheduleChanged, notifications.schedule_changed)

@@ -20,6 +20,7 @@ from realtime_cms.jobs import alerts, maintenance
 from realtime_cms.jobs.registry import JobType, Registry
 from realtime_cms.jobs.schedules import Schedule
 from realtime_cms.notifications import jobs as notifications_jobs
+from realtime_cms.scheduling import jobs as scheduling_jobs
 from realtime_cms.versions import jobs as versions_jobs
 
 # One line per domain.
@@ -30,6 +31,7 @@ CORE_JOB_TYPES: tuple[JobType[Any], ...] = (
     *alerts.JOB_TYPES,
     *notifications_jobs.JOB_TYPES,
     *versions_jobs.JOB_TYPES,
+    *scheduling_jobs.JOB_TYPES,
 )
 
 

@@ -20,9 +20,17 @@ from realtime_cms.models.base import (
     utcnow,
 )
 
+SCHEDULE_STATUSES = ("scheduled", "published", "expired", "failed", "cancelled")
+
 
 class ScheduledContent(Base):
-    """Scheduled publish/expire of a content item; the seed's `scheduled_events` are these rows."""
+    """Scheduled publish/expire of a content item; the seed's `scheduled_events` are these rows.
+
+    Added to the seed's columns (docs/schema.md, migration 0005): `timezone` (the author's
+    IANA zone; times stay UTC), `created_by` (the scheduling user, whom transitions run as),
+    `last_error`, `lateness_seconds`, `published_at` and `expired_at` (what really happened),
+    and the statuses `failed` and `cancelled`.
+    """
 
     __tablename__ = "scheduled_content"
     # Added index: the publisher's due scan, `status = 'scheduled' AND publish_time <= now`.
@@ -39,7 +47,7 @@ class ScheduledContent(Base):
     expire_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     priority: Mapped[int | None] = mapped_column(TinyInt, default=0, server_default="0", index=True)
     status: Mapped[str | None] = mapped_column(
-        enum("scheduled", "published", "expired", name="scheduled_content_status"),
+        enum(*SCHEDULE_STATUSES, name="scheduled_content_status"),
         default="scheduled",
         server_default="scheduled",
         index=True,
@@ -60,6 +68,15 @@ class ScheduledContent(Base):
     assigned_worker_id: Mapped[str | None] = mapped_column(
         sa.String(255), sa.ForeignKey("workers.worker_id", ondelete="SET NULL"), index=True
     )
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC", server_default="UTC")
+    created_by: Mapped[int | None] = mapped_column(
+        sa.Integer, sa.ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    # Seconds from the due time to the start of the run that published it.
+    lateness_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Workflow(Base):

@@ -18,7 +18,7 @@ from realtime_cms.models.content import ContentItem
 from realtime_cms.notifications.categories import CONTENT, DOCUMENTS, MENTIONS, category_id
 from realtime_cms.notifications.service import notify
 from realtime_cms.principal import Principal, system
-from realtime_cms.rbac.service import permissions_for
+from realtime_cms.rbac.service import principal_of
 
 # Producers act for the server, with the one permission `notify` checks.
 PRODUCER = system(frozenset({"notifications.send"}))
@@ -73,9 +73,21 @@ async def status_changed(
     )
 
 
-async def _principal_of(db: AsyncSession, user: User) -> Principal:
-    roles, permissions = await permissions_for(db, user.id)
-    return Principal(user_id=user.id, username=user.username, permissions=permissions, roles=roles)
+async def schedule_failed(
+    db: AsyncSession, *, owner_id: int | None, item_id: int, title: str, error: str | None
+) -> None:
+    """Tell a schedule's owner it failed, and why (the server ran it: nobody to leave out)."""
+    if owner_id is None:
+        return
+    await notify(
+        db,
+        PRODUCER,
+        users=[owner_id],
+        title=f"Scheduled publish of “{title}” failed"[:255],
+        message=f"The schedule of “{title}” (content item {item_id}) failed: {error}.",
+        category_id=await category_id(db, CONTENT),
+        type="schedule_failed",
+    )
 
 
 async def mentioned(
@@ -97,7 +109,7 @@ async def mentioned(
         user.id
         for user in users
         if user.id not in authors
-        and at_least(await document_level(db, await _principal_of(db, user), document_id), "read")
+        and at_least(await document_level(db, await principal_of(db, user), document_id), "read")
     ]
     if not readers:
         return

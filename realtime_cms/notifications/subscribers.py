@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from realtime_cms.background import EventTask
 from realtime_cms.content.events import ContentStatusChanged, Mentioned
 from realtime_cms.documents.events import DocumentGranted
 from realtime_cms.events import EventBus
+from realtime_cms.models.content import ContentItem
 from realtime_cms.notifications import producers
 from realtime_cms.notifications.service import Dispatcher, NotificationsCreated, NotifyResult
+from realtime_cms.scheduling.events import ScheduleChanged
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +53,20 @@ async def document_granted(db: AsyncSession, event: DocumentGranted) -> None:
     """The grantee hears of it (unless they granted it themselves)."""
     await producers.document_granted(
         db, event.actor, document_id=event.document_id, user_id=event.user_id, level=event.level
+    )
+
+
+async def schedule_changed(db: AsyncSession, event: ScheduleChanged) -> None:
+    """A schedule that failed is its owner's to hear of (else its item's author's)."""
+    if event.new != "failed":
+        return
+    owner = event.created_by
+    if owner is None:
+        owner = await db.scalar(
+            sa.select(ContentItem.author_id).where(ContentItem.id == event.item_id)
+        )
+    await producers.schedule_failed(
+        db, owner_id=owner, item_id=event.item_id, title=event.title, error=event.error
     )
 
 

@@ -66,6 +66,13 @@ async def permissions_for(db: AsyncSession, user_id: int) -> tuple[frozenset[str
     return frozenset(role_names), frozenset(perm_names)
 
 
+async def principal_of(db: AsyncSession, user: User) -> Principal:
+    """The principal `user` acts as when the server acts for them (no login session): their
+    roles' permissions, now."""
+    roles, permissions = await permissions_for(db, user.id)
+    return Principal(user_id=user.id, username=user.username, permissions=permissions, roles=roles)
+
+
 def require_held(principal: Principal, permissions: Iterable[str], *, doing: str) -> None:
     """Forbidden (`permission_not_held`) unless the principal holds every one of `permissions`:
     nobody hands out, or takes away, a permission they do not hold themselves."""

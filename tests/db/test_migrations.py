@@ -83,7 +83,7 @@ def test_migrated_database_matches_the_models(migrated_url: str) -> None:
 
 def test_applied_revisions_are_recorded_in_the_seed_migrations_table(migrated_url: str) -> None:
     recorded = _inspect(migrated_url, _recorded)
-    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002", "0003", "0004"]
+    assert [name.split("_")[0] for name, _ in recorded] == ["0001", "0002", "0003", "0004", "0005"]
     assert recorded[0][1] == 1
 
 
@@ -118,3 +118,34 @@ def _job_statuses_accepted(conn: sa.Connection) -> dict[str, bool]:
 
 def test_upgraded_job_status_takes_cancelled_and_nothing_else(migrated_url: str) -> None:
     assert _inspect(migrated_url, _job_statuses_accepted) == {"cancelled": True, "bogus": False}
+
+
+def _schedule_statuses_accepted(conn: sa.Connection) -> dict[str, bool]:
+    # No content item to point at: references are not what is under test here.
+    sqlite_db = conn.dialect.name == "sqlite"
+    conn.execute(sa.text("PRAGMA foreign_keys=OFF" if sqlite_db else "SET FOREIGN_KEY_CHECKS=0"))
+    accepted = {}
+    try:
+        for status in ("failed", "cancelled", "bogus"):
+            savepoint = conn.begin_nested() if conn.in_transaction() else conn.begin()
+            try:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO scheduled_content (content_id, publish_time, status)"
+                        " VALUES (999999, CURRENT_TIMESTAMP, :status)"
+                    ),
+                    {"status": status},
+                )
+                accepted[status] = True
+            except sa.exc.DBAPIError:
+                accepted[status] = False
+            finally:
+                savepoint.rollback()
+    finally:
+        conn.execute(sa.text("PRAGMA foreign_keys=ON" if sqlite_db else "SET FOREIGN_KEY_CHECKS=1"))
+    return accepted
+
+
+def test_upgraded_schedule_status_takes_failed_and_cancelled(migrated_url: str) -> None:
+    found = _inspect(migrated_url, _schedule_statuses_accepted)
+    assert found == {"failed": True, "cancelled": True, "bogus": False}

@@ -18,6 +18,7 @@ from aiohttp import ClientResponse
 
 import tests.security.recipes_content  # noqa: F401  (registers the content recipes)
 import tests.security.recipes_jobs  # noqa: F401  (registers the background-work recipes)
+import tests.security.recipes_scheduling  # noqa: F401  (schedules, calendar, preview)
 import tests.security.recipes_workers_admin  # noqa: F401  (alerts, alert levels, scaling rules)
 from tests.security.principals import PRINCIPALS, Who, clone_bearer, principals
 from tests.security.recipes import RECIPES, RULES

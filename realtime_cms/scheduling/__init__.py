@@ -1,0 +1,1 @@
+"""Scheduled publishing: schedules on content items, their recurrence and their transitions."""

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,10 @@ class SocketPeer:
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
         payload = {"document": document_id, "state_vector": state_vector}
         await self._send(self.encoder.sio.event_packets(NAMESPACE, "sync", payload))
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        payload = {**notice, "document": document_id}
+        await self._send(self.encoder.sio.event_packets(NAMESPACE, "notice", payload))
 
     async def _send(self, packets: list[FramePacket]) -> None:
         self.encoder.sio.queue_packets(self.eio_sid, packets)

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +83,9 @@ class YjsPeer:
 
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
         await self.emit("sync-step-1", state_vector, callback=self.on_sync_reply)
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        """y-socket.io has no message for a notice (docs/protocol.md): dropped."""
 
     async def emit(
         self, event: str, payload: bytes, callback: Callable[..., Awaitable[None]] | None = None

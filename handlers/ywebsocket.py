@@ -13,8 +13,9 @@ import asyncio
 import functools
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -152,6 +153,9 @@ class WebSocketPeer:
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
         # The provider answers a sync step 1 with a sync step 2: what the room lacks.
         self.push(sync_step1(state_vector))
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        """y-protocols has no message for a notice (docs/protocol.md): dropped."""
 
     def push(self, frame: bytes, wire: bytes | None = None) -> None:
         """Send or queue a frame (`wire`: it framed already); a client already `limit`

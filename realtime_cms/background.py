@@ -11,15 +11,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from realtime_cms.events import Event, EventBus
 
 logger = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Event)
+
+
+async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait for them, cancelling again any that swallowed it.
+
+    redis-py sometimes consumes a CancelledError that lands inside it (a `publish`, a
+    pub/sub read); the task then loops on, and a single cancel would leave shutdown waiting
+    forever.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1)
 
 
 class BackgroundTask(ABC):

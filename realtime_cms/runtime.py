@@ -48,6 +48,7 @@ from realtime_cms.notifications.preferences import CACHE_SECONDS_KEY
 from realtime_cms.notifications.service import Dispatcher
 from realtime_cms.notifications.subscribers import LivePushes
 from realtime_cms.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from realtime_cms.scheduling.pushes import ScheduleNotices
 from realtime_cms.security.passwords import Passwords
 from realtime_cms.subscriptions import install as install_subscriptions
 from realtime_cms.versions.autosave import Autosave
@@ -261,6 +262,7 @@ class Runtime:
         self.presence.attach(self.rooms.hooks)
         await stack.enter_async_context(self.relay)
         await stack.enter_async_context(self.presence)
+        await stack.enter_async_context(ScheduleNotices(self.events, self.relay))
         stack.callback(self.events.subscribe(AccessChanged, self._access_changed))
 
     def _access_changed(self, event: AccessChanged) -> None:

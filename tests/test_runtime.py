@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pycrdt
 import pytest
 import socketio
@@ -32,6 +35,8 @@ class Listener:
     async def send_level(self, document_id: str, level: Level | None) -> None: ...
 
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None: ...
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None: ...
 
 
 # Nothing is pushed in these tests: a Socket.IO server that is never attached to a web app.

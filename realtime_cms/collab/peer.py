@@ -4,8 +4,9 @@ transports can name them without importing the room."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from realtime_cms.collab.access import Level
 from realtime_cms.principal import Principal
@@ -35,6 +36,11 @@ class Peer(Protocol):
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
         """Ask the peer for what the room lacks: everything it holds beyond `state_vector`
         (Yjs sync step 1); it answers with an update."""
+        ...
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        """Tell the peer something about the document's item (JSON values: its schedule
+        changed, ...). A transport without a message for it (the Yjs protocols) drops it."""
         ...
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +23,7 @@ from typing import Any, Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from realtime_cms.background import cancel_all
 from realtime_cms.collab.manager import RoomManager
 from realtime_cms.collab.peer import Peer
 from realtime_cms.collab.protocol import (
@@ -49,19 +51,6 @@ _MIN_BACKOFF = 0.1
 _MAX_BACKOFF = 5.0
 # Node and document ids are short; this only bounds what a malformed message may claim.
 _MAX_ID_BYTES = 1024
-
-
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel the tasks and wait for them, cancelling again any that swallowed it.
-
-    redis-py sometimes consumes a CancelledError that lands during a `publish`; the task then
-    loops on, and a single cancel would leave shutdown waiting forever.
-    """
-    pending = set(tasks)
-    while pending:
-        for task in pending:
-            task.cancel()
-        _, pending = await asyncio.wait(pending, timeout=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +117,8 @@ class Relay:
     block. With `redis` None (one process) it does nothing. Otherwise it publishes local
     changes on `{prefix}collab:updates`, `{prefix}collab:awareness`, (through
     `publish_level_change`) `{prefix}collab:levels` and (through `publish_removal`)
-    `{prefix}collab:removed`, applies what other nodes publish there,
+    `{prefix}collab:removed` and (through `notice`) `{prefix}collab:notices` (JSON notices
+    about a document's item, for its peers), applies what other nodes publish there,
     and catches up from the log. Losing Redis never stops the node: publishing drops what it
     cannot send, subscribing retries with backoff, and the catch-up fills the gaps.
     """
@@ -155,12 +145,14 @@ class Relay:
         self._levels = f"{prefix}collab:levels"
         self._removed = f"{prefix}collab:removed"
         self._access = f"{prefix}collab:access"
+        self._notices = f"{prefix}collab:notices"
         self._handlers: dict[bytes, Callable[[RelayMessage], Awaitable[None]]] = {
             self._updates.encode(): self._apply_update,
             self._awareness.encode(): self._apply_awareness,
             self._levels.encode(): self._apply_level_change,
             self._removed.encode(): self._apply_removal,
             self._access.encode(): self._apply_access_change,
+            self._notices.encode(): self._apply_notice,
         }
         self._outbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(max_queued)
         self._cursors: dict[str, _Cursor] = {}
@@ -194,7 +186,7 @@ class Relay:
         tb: TracebackType | None,
     ) -> None:
         tasks, self._tasks = self._tasks, []
-        await _cancel_all(tasks)
+        await cancel_all(tasks)
         if tasks:
             hooks = self.rooms.hooks
             hooks.on_change.remove(self._on_change)
@@ -220,6 +212,14 @@ class Relay:
     async def publish_awareness(self, document_id: str, awareness_update: bytes) -> None:
         """Send awareness this node made itself (not a peer's) to the other nodes."""
         self._enqueue(self._awareness, document_id, awareness_update)
+
+    async def notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        """Send `notice` to the document's peers here and, through Redis, on every node (a
+        lost one is not caught up: a notice says "look again", what it is about is in SQL)."""
+        room = self.rooms.get(document_id)
+        if room is not None:
+            await room.send_notice(notice)
+        self._enqueue(self._notices, document_id, json.dumps(notice).encode())
 
     async def publish_removal(self, document_id: str) -> None:
         """Tell the other nodes that the document was removed (`RoomManager.remove`)."""
@@ -325,6 +325,11 @@ class Relay:
         if self._on_access_change is not None:
             user = _user_id(message.payload)
             self._on_access_change(None if user == 0 else user - 1, message.document_id or None)
+
+    async def _apply_notice(self, message: RelayMessage) -> None:
+        room = self.rooms.get(message.document_id)
+        if room is not None:
+            await room.send_notice(json.loads(message.payload))
 
     async def _apply_removal(self, message: RelayMessage) -> None:
         await self.rooms.remove(message.document_id)

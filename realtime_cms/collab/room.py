@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -403,6 +403,17 @@ class DocumentRoom:
                     await member.peer.send_update(document_id, changes)
                 except Exception:
                     logger.exception("sending to peer %s on %s failed", member.peer.id, document_id)
+
+    async def send_notice(self, notice: Mapping[str, Any]) -> None:
+        """Send `notice` to every seated peer (each failure logged, the others still told)."""
+        document_id = self.document_id
+        for member in list(self._members.values()):
+            try:
+                await member.peer.send_notice(document_id, notice)
+            except Exception:
+                logger.exception(
+                    "sending a notice to peer %s on %s failed", member.peer.id, document_id
+                )
 
     def _check_open(self) -> None:
         if self._closed:

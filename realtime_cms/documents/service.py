@@ -15,7 +15,7 @@ import base64
 import binascii
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,6 +81,9 @@ class RestPeer:
 
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
         """Never asked: a REST update that lacks dependencies is refused at once."""
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        """A REST caller reads what a notice is about on its next request."""
 
 
 def encode_base64url(data: bytes) -> str:

@@ -15,6 +15,7 @@ from typing import Self
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from realtime_cms.background import cancel_all
 from realtime_cms.events import EventBus
 from realtime_cms.jobs.queue import JobsEnqueued
 
@@ -52,10 +53,7 @@ class Wakeup:
     ) -> None:
         for unsubscribe in self._unsubscribe:
             unsubscribe()  # type: ignore[operator]
-        tasks = [*self._publishes, *([self._listener] if self._listener else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all([*self._publishes, *([self._listener] if self._listener else [])])
 
     def _enqueued(self, event: JobsEnqueued) -> None:
         self._event.set()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
@@ -40,6 +41,7 @@ class RecordingPeer:
     awareness: list[list[AwarenessEntry]] = field(default_factory=list)
     levels: list[Level | None] = field(default_factory=list)
     sync_requests: list[bytes] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
     full_name: str = ""
 
     @property
@@ -64,6 +66,9 @@ class RecordingPeer:
 
     async def send_sync_request(self, document_id: str, state_vector: bytes) -> None:
         self.sync_requests.append(state_vector)
+
+    async def send_notice(self, document_id: str, notice: Mapping[str, Any]) -> None:
+        self.notices.append(dict(notice))
 
     def edit(self, change: str, at: int | None = None) -> bytes:
         """Type `change` into the client doc; returns the update the browser would send."""
@@ -142,6 +147,17 @@ async def test_a_malformed_state_vector_is_invalid(store: UpdateStore, vector: b
     with pytest.raises(Invalid) as caught:
         new_room(store).sync_step1_reply(vector)
     assert caught.value.code == "invalid_state_vector"
+
+
+async def test_a_notice_reaches_every_seated_peer_and_no_one_who_left(
+    store: UpdateStore,
+) -> None:
+    room = new_room(store)
+    reader, writer, gone = seat(room, "read"), seat(room, user_id=2), seat(room, user_id=3)
+    await room.remove_peer(gone)
+    await room.send_notice({"kind": "schedule", "status": "scheduled"})
+    assert reader.notices == writer.notices == [{"kind": "schedule", "status": "scheduled"}]
+    assert gone.notices == []
 
 
 async def test_a_reader_cannot_write_and_nothing_changes(store: UpdateStore) -> None:

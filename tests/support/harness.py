@@ -62,6 +62,11 @@ class Harness:
     users: dict[str, User] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def url(self) -> str:
+        """The server's base URL (no trailing slash), for socket clients."""
+        return str(self.client.make_url("/")).rstrip("/")
+
     async def add_user(
         self, username: str, *roles: str, password: str = PASSWORD, **extra: Any
     ) -> User:

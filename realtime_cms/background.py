@@ -29,11 +29,14 @@ async def cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
     pub/sub read); the task then loops on, and a single cancel would leave shutdown waiting
     forever.
     """
+    tasks = list(tasks)
     pending = set(tasks)
     while pending:
         for task in pending:
             task.cancel()
         _, pending = await asyncio.wait(pending, timeout=1)
+    # Their outcomes are taken (as a gather would), so that none is reported unretrieved.
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class BackgroundTask(ABC):
@@ -61,8 +64,8 @@ class BackgroundTask(ABC):
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Cancelled until done: a push through Redis may swallow one cancel.
+            await cancel_all([self._task])
 
 
 class PeriodicTask(BackgroundTask):

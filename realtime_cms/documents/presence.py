@@ -17,7 +17,6 @@ the users it re-announces still exist. Neither is an error: it is logged once, a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -35,6 +34,7 @@ from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from realtime_cms.background import cancel_all
 from realtime_cms.collab.hooks import Hooks
 from realtime_cms.collab.peer import Peer
 from realtime_cms.db import SessionFactory, transaction
@@ -219,9 +219,8 @@ class Presence:
         tb: TracebackType | None,
     ) -> None:
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            # Cancelled until done: a Redis write may swallow one cancel.
+            await cancel_all([self._refresher])
         for document_id, connections in list(self._local.items()):
             try:
                 await self._registry.remove(document_id, *connections)

@@ -217,9 +217,10 @@ class RoomManager:
             if unloaded:
                 self.heap.trim_soon()
 
-    def _shed_shadows(self, now: float) -> int:
-        """Drop the shadows of rooms quiet by `now`; how many were dropped."""
-        return sum(room.shed_shadow(now) for room in list(self._rooms.values()))
+    def _shed_shadows(self, now: float) -> None:
+        """Drop the shadows of rooms quiet by `now`."""
+        for room in list(self._rooms.values()):
+            room.shed_shadow(now)
 
     def _due(self, now: float, grace: float) -> list[str]:
         """Rooms idle for `grace` seconds by `now`. A function of its own, so that no local

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,10 +12,11 @@ from aiohttp import ClientResponse
 from handlers import keys
 from realtime_cms.db import transaction
 from realtime_cms.models.base import utcnow
-from realtime_cms.models.content import ContentItem, ContentType
-from realtime_cms.models.sites import Site
+from realtime_cms.models.content import ContentItem
 from realtime_cms.models.workflows import ScheduledContent
 from realtime_cms.scheduling import jobs
+from tests.support import content
+from tests.support.content import World, new_world
 from tests.support.harness import Harness
 from tests.support.jobs import run_job
 
@@ -25,42 +24,14 @@ ITEMS = "/api/v1/content-items"
 SCHEDULES = "/api/v1/schedules"
 
 
-def unique() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-@dataclass(frozen=True)
-class World:
-    site: int
-    content_type: int
-
-
 @pytest.fixture(scope="module")
 async def world(harness: Harness) -> World:
-    token = unique()
-    async with transaction(harness.app[keys.SESSIONS]) as db:
-        site = Site(name=f"Site {token}", domain=f"{token}.example.com")
-        kind = ContentType(name=f"Post {token}", slug=f"post-{token}")
-        db.add_all([site, kind])
-        await db.flush()
-        return World(site.id, kind.id)
+    return await new_world(harness)
 
 
 async def new_item(harness: Harness, world: World, *, role: str = "editor", **extra: Any) -> int:
-    token = unique()
-    async with transaction(harness.app[keys.SESSIONS]) as db:
-        item = ContentItem(
-            site_id=world.site,
-            content_type_id=world.content_type,
-            author_id=harness.users[role].id,
-            title=f"Item {token}",
-            slug=f"item-{token}",
-            content_body="",
-            **extra,
-        )
-        db.add(item)
-        await db.flush()
-        return item.id
+    """An item authored by the `role` user, inserted directly."""
+    return await content.new_item(harness, world, role=role, **extra)
 
 
 async def body_of(response: ClientResponse, status: int) -> Any:

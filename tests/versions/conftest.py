@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
@@ -13,59 +11,24 @@ import pytest
 from handlers import keys
 from realtime_cms.content.binding import ContentState
 from realtime_cms.db import transaction
-from realtime_cms.models.content import ContentItem, ContentType, CustomField
-from realtime_cms.models.sites import Site
 from realtime_cms.principal import Principal
 from realtime_cms.rbac.catalog import DEFAULT_ROLES
 from realtime_cms.versions.service import create_version
+from tests.support import content
+from tests.support.content import World, new_world
 from tests.support.harness import Harness
-
-
-def unique() -> str:
-    return uuid.uuid4().hex[:10]
-
-
-@dataclass(frozen=True)
-class World:
-    site: int
-    content_type: int
 
 
 @pytest.fixture(scope="module")
 async def world(harness: Harness) -> World:
-    token = unique()
-    async with transaction(harness.app[keys.SESSIONS]) as db:
-        site = Site(name=f"Site {token}", domain=f"{token}.example.com")
-        kind = ContentType(name=f"Post {token}", slug=f"post-{token}")
-        db.add_all([site, kind])
-        await db.flush()
-        for name in ("seo_title", "seo_description"):
-            db.add(
-                CustomField(
-                    content_type_id=kind.id, field_name=name, field_label=name, field_type="text"
-                )
-            )
-        return World(site.id, kind.id)
+    return await new_world(harness, ("seo_title", "seo_description"))
 
 
 async def new_item(
     harness: Harness, world: World, *, role: str = "author", body: str = "", **extra: Any
 ) -> int:
     """An item authored by the `role` user, inserted directly."""
-    token = unique()
-    async with transaction(harness.app[keys.SESSIONS]) as db:
-        item = ContentItem(
-            site_id=world.site,
-            content_type_id=world.content_type,
-            author_id=harness.users[role].id,
-            title=extra.pop("title", f"Item {token}"),
-            slug=f"item-{token}",
-            content_body=body,
-            **extra,
-        )
-        db.add(item)
-        await db.flush()
-        return item.id
+    return await content.new_item(harness, world, role=role, body=body, **extra)
 
 
 def principal_of(harness: Harness, role: str) -> Principal:

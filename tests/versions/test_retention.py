@@ -26,9 +26,10 @@ from realtime_cms.runtime import Runtime
 from realtime_cms.versions import jobs, service
 from realtime_cms.versions.retention import Candidate, Policy, choose, prune_item, rebase
 from realtime_cms.versions.storage import Content, encode, replay
+from tests.support.content import unique
 from tests.support.harness import Harness
 from tests.support.jobs import job_context, settle_jobs
-from tests.versions.conftest import World, new_item, save, unique
+from tests.versions.conftest import World, new_item, save
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
